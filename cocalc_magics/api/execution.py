@@ -115,12 +115,91 @@ def _exec_options(
     return options
 
 
+def _exec_request(
+    command: str,
+    args: Sequence[str] | None,
+    *,
+    async_call: bool,
+    **keywords: Any,
+) -> tuple[dict, int]:
+    """Return ``args[0]`` of ``system.exec`` and the bridge timeout in ms."""
+    options = _exec_options(command, args, allow_zero_timeout=async_call, **keywords)
+    if async_call:
+        options["async_call"] = True
+        return options, ASYNC_START_TIMEOUT_MS
+    return options, math.ceil((options["timeout"] + EXEC_BRIDGE_MARGIN_S) * 1000)
+
+
 class ExecMethods:
     """Exec helpers of :class:`~cocalc_magics.api.Connection`.
 
     Each helper takes ``project_id`` (default: the connection's project) and
     ``compute_server_id`` (0 is the project itself).
     """
+
+    def describe_exec(
+        self,
+        command: str,
+        args: Sequence[str] | None = None,
+        *,
+        async_call: bool = False,
+        bash: bool | None = None,
+        path: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        max_output: int | None = DEFAULT_MAX_OUTPUT,
+        project_id: str | None = None,
+        compute_server_id: int = 0,
+    ) -> dict:
+        """Return the request that :meth:`exec` would send, with the key masked.
+
+        Nothing is sent. The options are checked exactly as :meth:`exec` checks
+        them, so a dry run fails where the real call would.
+
+        Parameters
+        ----------
+        command, args, bash, path, cwd, env, timeout, max_output
+            As for :meth:`exec`. Note that ``max_output`` defaults to
+            :data:`DEFAULT_MAX_OUTPUT` here as in :meth:`exec`; pass ``None`` to
+            describe :meth:`exec_async` with CoCalc's own default.
+        async_call : bool
+            Describe the start request of :meth:`exec_async` instead: it adds
+            ``async_call: true``, allows ``timeout=0`` and has a fixed bridge
+            timeout.
+
+        Returns
+        -------
+        dict
+            ``method``, ``url``, ``headers`` (with ``Authorization`` masked),
+            ``json`` (the body) and ``timeout_s``, as :meth:`describe_request`
+            returns them.
+
+        Examples
+        --------
+        >>> request = cocalc.describe_exec("make -j2", timeout=30)  # doctest: +SKIP
+        >>> request["json"]["args"][0]["timeout"], request["json"]["timeout"]
+        (30, 35000)
+        """
+        options, bridge_ms = _exec_request(
+            command,
+            args,
+            bash=bash,
+            path=path,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            max_output=max_output,
+            async_call=async_call,
+        )
+        return self.describe_request(
+            "project",
+            "system.exec",
+            [options],
+            project_id=project_id,
+            compute_server_id=compute_server_id,
+            timeout_ms=bridge_ms,
+        )
 
     def exec(
         self,
@@ -174,7 +253,7 @@ class ExecMethods:
         CoCalcError
             Any other failure. An exec is never retried automatically.
         """
-        options = _exec_options(
+        options, bridge_ms = _exec_request(
             command,
             args,
             bash=bash,
@@ -183,9 +262,8 @@ class ExecMethods:
             env=env,
             timeout=timeout,
             max_output=max_output,
-            allow_zero_timeout=False,
+            async_call=False,
         )
-        bridge_ms = math.ceil((options["timeout"] + EXEC_BRIDGE_MARGIN_S) * 1000)
         started = time.perf_counter()
         reply = self.project_call(
             "system.exec",
@@ -222,7 +300,7 @@ class ExecMethods:
         the job with :meth:`async_get`. The start is never retried automatically,
         so a failed start cannot leave two copies running.
         """
-        options = _exec_options(
+        options, bridge_ms = _exec_request(
             command,
             args,
             bash=bash,
@@ -231,15 +309,14 @@ class ExecMethods:
             env=env,
             timeout=timeout,
             max_output=max_output,
-            allow_zero_timeout=True,
+            async_call=True,
         )
-        options["async_call"] = True
         reply = self.project_call(
             "system.exec",
             [options],
             project_id=project_id,
             compute_server_id=compute_server_id,
-            timeout_ms=ASYNC_START_TIMEOUT_MS,
+            timeout_ms=bridge_ms,
         )
         return AsyncJob.from_reply(
             reply,

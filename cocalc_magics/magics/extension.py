@@ -1,0 +1,43 @@
+"""Registering the magics with a shell, and removing them again.
+
+``%unload_ext`` and ``%reload_ext`` must leave nothing behind: the magics, the
+configurable and the connection of the previous load are all removed, so a reload
+never leaves two handlers or an open HTTP session.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cocalc_magics.magics.core import CoCalcMagics
+
+logger = logging.getLogger(__name__)
+
+_MAGIC_NAMES = {"line": "cocalc", "cell": "cocalc_exec"}
+
+
+def load(shell) -> CoCalcMagics:
+    """Register ``%cocalc`` and ``%%cocalc_exec`` with ``shell``.
+
+    Loading twice without unloading first replaces the earlier instance.
+    """
+    unload(shell)
+    magics = CoCalcMagics(shell=shell)
+    shell.register_magics(magics)
+    logger.debug("registered the CoCalc magics")
+    return magics
+
+
+def unload(shell) -> None:
+    """Remove the magics, their configurable and their connection from ``shell``."""
+    manager = shell.magics_manager
+    magics = manager.registry.pop(CoCalcMagics.__name__, None)
+    for kind, name in _MAGIC_NAMES.items():
+        manager.magics[kind].pop(name, None)
+    if magics is None:
+        return
+
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+    magics.session.close()
+    logger.debug("unregistered the CoCalc magics")

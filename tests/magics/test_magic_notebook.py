@@ -1,0 +1,115 @@
+"""The quickstart notebook, validated with nbval and run by the quickstart command."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cocalc_magics.quickstart import find_notebook
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPOSITORY / "notebooks" / "quickstart.ipynb"
+SANITIZE = REPOSITORY / "notebooks" / "sanitize.cfg"
+
+
+@pytest.fixture
+def local_dir(tmp_path):
+    """An isolated data dir for the notebook's local server, stopped afterwards."""
+    from cocalc_magics.server import stop_local_server
+
+    data_dir = tmp_path / "local-server"
+    yield data_dir
+    stop_local_server(data_dir)
+
+
+def test_notebook_passes_nbval(local_dir, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            str(NOTEBOOK),
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "COCALC_MAGICS_LOCAL_DIR": str(local_dir)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_notebook_covers_the_tour():
+    sources = "\n".join(
+        cell.source
+        for cell in nbformat.read(NOTEBOOK, as_version=4).cells
+        if cell.cell_type == "code"
+    )
+    for expected in (
+        "%load_ext cocalc_magics",
+        "%cocalc local",
+        "%cocalc ping",
+        "%%cocalc_exec",
+        "--no-raise",
+        "%cocalc status",
+        "%cocalc quotas",
+        "%cocalc doctor",
+    ):
+        assert expected in sources
+
+
+def test_saved_notebook_has_no_full_key():
+    text = NOTEBOOK.read_text(encoding="utf-8")
+    assert not re.search(r"sk-[A-Za-z0-9_]{5,}", text)
+
+
+def test_quickstart_finds_tested_notebook():
+    assert find_notebook() == NOTEBOOK
+
+
+def test_quickstart_command(tmp_path):
+    output = tmp_path / "executed.ipynb"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cocalc_magics.cli",
+            "quickstart",
+            "--output",
+            str(output),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert f"Executed notebook: {output}" in result.stdout
+    assert "[failed as expected] %%cocalc_exec" in result.stdout
+    assert "FAILED" not in result.stdout
+    assert output.exists()
+    nbformat.validate(nbformat.read(output, as_version=4))
+    # The server was stopped: its connection record is gone or names a dead pid.
+    from cocalc_magics.server.launch import live_server
+
+    assert live_server(tmp_path / "data") is None
