@@ -1,0 +1,190 @@
+"""Live views of a job: streamed output in the foreground, one updating display in
+the background.
+
+Foreground (the cell waits for the job): each poll writes only the new part of
+stdout and stderr to ``sys.stdout`` and ``sys.stderr``, which a notebook shows
+as one growing stream output, and a terminal prints as it comes. In a kernel, a
+one-line status (elapsed time, latest CPU % and memory) sits in a display with a
+``display_id`` and is updated in place.
+
+Background (the cell returns at once): everything goes into one display with a
+``display_id``, updated from the watcher thread with ``update_display_data``.
+Such updates land in the job's own output, never in the cell that runs at the
+time. A stream write from a thread would land in that cell instead, so the
+background view never writes to a stream. Terminal IPython and plain Python get a line
+when the job starts and one when it ends, as plain text.
+
+Only ``text/plain`` and escaped ``text/html`` are sent, no widgets, so the same
+code works without ipywidgets and a saved notebook shows the final state.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from cocalc_magics.jobs.render import (
+    OUTPUT_DISPLAY_LIMIT,
+    job_html,
+    job_text,
+    summary_line,
+)
+
+if TYPE_CHECKING:
+    from cocalc_magics.jobs.job import Job
+
+__all__ = [
+    "BackgroundView",
+    "ForegroundView",
+    "background_view",
+    "foreground_view",
+    "in_kernel",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of streamed output shown per job; the job object keeps all of it.
+DEFAULT_STREAM_BUDGET = 1_000_000
+# Characters of each stream in a background display, which is resent on every
+# update, so it shows the end of the output only while the job runs.
+BACKGROUND_TAIL_CHARS = 2_000
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel, where displays can be updated in place."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _display(data: dict[str, str], **kwargs: Any) -> Any:
+    from IPython.display import display
+
+    return display(data, raw=True, **kwargs)
+
+
+def _bundle(job: Job, limit: int) -> dict[str, str]:
+    return {
+        "text/plain": job_text(job, limit=limit),
+        "text/html": job_html(job, limit=limit),
+    }
+
+
+class ForegroundView:
+    """Streams a job's new output and keeps a status line while the cell waits.
+
+    Parameters
+    ----------
+    job : Job
+        The job, used for the first status line.
+    budget : int
+        Bytes of output to stream; the rest is replaced by one notice.
+    kernel : bool, optional
+        Whether to keep an updating status display; detected by default.
+    """
+
+    def __init__(self, job: Job, *, budget: int = DEFAULT_STREAM_BUDGET, kernel=None):
+        self.budget = budget
+        self.kernel = in_kernel() if kernel is None else kernel
+        self._written = {"stdout": 0, "stderr": 0}
+        self._bytes = 0
+        self._cut = False
+        self._status = None
+        if self.kernel:
+            self._status = _display({"text/plain": summary_line(job)}, display_id=True)
+
+    def update(self, job: Job) -> None:
+        """Write the output that is new since the last call; refresh the status."""
+        self._write_new(job, "stdout", sys.stdout)
+        self._write_new(job, "stderr", sys.stderr)
+        if self._status is not None:
+            self._status.update({"text/plain": summary_line(job)}, raw=True)
+
+    def finish(self, job: Job) -> None:
+        """Write the last output and replace the status with the final summary."""
+        self.update(job)
+        if self._status is None:
+            print(summary_line(job), flush=True)
+
+    @property
+    def shown_everything(self) -> bool:
+        """False when part of the output was left out to stay within the budget."""
+        return not self._cut
+
+    def _write_new(self, job: Job, name: str, stream: Any) -> None:
+        text = getattr(job, name)
+        start = self._written[name]
+        if len(text) <= start or self._cut:
+            return
+        new = text[start:]
+        self._written[name] = len(text)
+
+        size = len(new.encode("utf-8", "surrogatepass"))
+        if self._bytes + size > self.budget:
+            new = new.encode("utf-8", "surrogatepass")[: self.budget - self._bytes]
+            new = new.decode("utf-8", "ignore")
+            self._cut = True
+        self._bytes += size
+        stream.write(new)
+        if self._cut:
+            stream.write(
+                f"\n… output beyond {self.budget} bytes is not shown; the job "
+                f"object holds all of it (job {job.job_id}).\n"
+            )
+        stream.flush()
+
+
+class BackgroundView:
+    """One display of a background job, updated from its watcher thread."""
+
+    def __init__(self, job: Job, *, kernel: bool | None = None) -> None:
+        self.kernel = in_kernel() if kernel is None else kernel
+        self._lock = threading.Lock()
+        self._handle = None
+        self.updates = 0
+        if self.kernel:
+            self._handle = _display(
+                _bundle(job, BACKGROUND_TAIL_CHARS), display_id=True
+            )
+        else:
+            print(
+                f"{summary_line(job)} (in the background; %cocalc job {job.short_id} "
+                "shows it, job.wait() waits for it)",
+                flush=True,
+            )
+
+    @property
+    def display_id(self) -> str | None:
+        """The display id of the job's output, in a kernel."""
+        return self._handle.display_id if self._handle is not None else None
+
+    def update(self, job: Job) -> None:
+        """Show the job's current state in its display."""
+        if self._handle is None:
+            return
+        limit = BACKGROUND_TAIL_CHARS if job.running else OUTPUT_DISPLAY_LIMIT
+        with self._lock:
+            self._handle.update(_bundle(job, limit), raw=True)
+            self.updates += 1
+
+    def finish(self, job: Job) -> None:
+        """Show the final state; outside a kernel, print the summary line."""
+        if self._handle is not None:
+            self.update(job)
+        else:
+            print(summary_line(job), flush=True)
+
+
+def foreground_view(job: Job, **kwargs: Any) -> ForegroundView:
+    """Return the foreground view for the current environment."""
+    return ForegroundView(job, **kwargs)
+
+
+def background_view(job: Job, **kwargs: Any) -> BackgroundView:
+    """Return the background view for the current environment."""
+    return BackgroundView(job, **kwargs)
