@@ -1,0 +1,61 @@
+"""``%cocalc panel``: the project dashboard, or one of its parts, from a magic.
+
+Importing this module registers the subcommand with the magics' table, so the
+magics enable it with one import. Where widgets cannot run (terminal IPython, no
+ipywidgets) the same command shows a text or HTML summary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from cocalc_magics.magics.registry import reported, subcommand
+from cocalc_magics.panels.display import PANEL_KINDS, show_panel
+
+if TYPE_CHECKING:
+    from cocalc_magics.magics.core import CoCalcMagics
+
+__all__ = ["panel"]
+
+
+@subcommand(
+    "panel",
+    summary="show a live dashboard: state, quotas, kernels and jobs",
+    example="%cocalc panel jobs --interval 2",
+)
+@magic_arguments("cocalc panel")
+@argument(
+    "kind",
+    nargs="?",
+    default="project",
+    choices=list(PANEL_KINDS),
+    help="what to show: the whole project dashboard (default) or one part.",
+)
+@argument(
+    "--project",
+    metavar="PROJECT_ID",
+    help="project to show (default: the connected project).",
+)
+@argument(
+    "--interval",
+    type=float,
+    default=5.0,
+    metavar="SECONDS",
+    help="seconds between refreshes (default: 5; 0 turns refreshing off).",
+)
+def panel(magics: CoCalcMagics, options):
+    """Show a panel that refreshes itself in the background until closed.
+
+    The panel reads the project through hub calls only, so it never starts a
+    stopped project. Only its Start and Restart buttons start the project.
+    """
+    with reported(magics, "panel", options.project):
+        project_id = magics.session.project_id(options.project)
+        show_panel(
+            magics.session.connection,
+            options.kind,
+            project_id=project_id,
+            refresh_interval=options.interval or None,
+        )
