@@ -64,6 +64,7 @@ def find_notebook() -> Path:
 def run_quickstart(options: argparse.Namespace) -> int:
     """Execute the notebook, print a summary and return the exit code (0 = success)."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -71,12 +72,21 @@ def run_quickstart(options: argparse.Namespace) -> int:
     output = Path(options.output).expanduser().resolve()
     notebook = nbformat.read(source, as_version=4)
 
-    with _data_dir(options.data_dir) as data_dir:
+    with _data_dir(options.data_dir) as data_dir, tempfile.TemporaryDirectory(
+        prefix="cocalc-quickstart-ipc-"
+    ) as socket_dir:
+        # IPC sockets keep the kernel's traffic off the network, and ipykernel then
+        # prints no warning about unencrypted TCP. nbclient does not shut down a
+        # kernel manager it was given, so the finally clause does.
+        kernel_manager = KernelManager(
+            kernel_name="python3", transport="ipc", ip=os.path.join(socket_dir, "kernel")
+        )
         client = NotebookClient(
             notebook,
             timeout=options.timeout,
             kernel_name="python3",
             resources={"metadata": {"path": str(output.parent)}},
+            km=kernel_manager,
         )
         failure = None
         try:
@@ -85,6 +95,8 @@ def run_quickstart(options: argparse.Namespace) -> int:
         except CellExecutionError as error:
             failure = error
         finally:
+            if kernel_manager.has_kernel:
+                kernel_manager.shutdown_kernel()
             if not options.keep_server:
                 _stop_server(data_dir)
 
