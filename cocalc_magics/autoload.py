@@ -104,5 +104,27 @@ def run_autoload(options: argparse.Namespace) -> int:
     verb = "enabled" if options.action == "enable" else "disabled"
     note = "" if changed else " (no change was needed)"
     print(f"autoload of {EXTENSION} {verb} in {path}{note}")
+    warn_about_python_config(path)
     print("New kernels pick this up; restart running kernels to apply it.")
     return 0
+
+
+def warn_about_python_config(path: Path) -> None:
+    """Warn when a Python config file beside ``path`` may also set the extensions.
+
+    IPython loads both files, and a list set in one replaces the list set in the
+    other instead of merging, so an ``extensions`` list in the ``.py`` file would
+    either hide ours or be hidden by it.
+    """
+    python_config = path.with_suffix(".py")
+    try:
+        text = python_config.read_text(encoding="utf-8")
+    except OSError:
+        return
+    if "extensions" in text:
+        print(
+            f"warning: {python_config} also sets InteractiveShellApp.extensions; "
+            "IPython keeps only one of the two lists, so add "
+            f"{EXTENSION!r} to the list in that file instead.",
+            file=sys.stderr,
+        )

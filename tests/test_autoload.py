@@ -92,3 +92,21 @@ def test_cli_reports_broken_file(tmp_path):
     result = run_cli("enable", "--user", ipython_dir=tmp_path)
     assert result.returncode == 1
     assert "must contain a JSON object" in result.stderr
+
+
+def test_cli_warns_about_python_config(tmp_path):
+    profile = tmp_path / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        "c.InteractiveShellApp.extensions = ['autoreload']\n"
+    )
+    result = run_cli("enable", "--user", ipython_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ipython_kernel_config.py also sets" in result.stderr
+    assert "'cocalc_magics' to the list in that file" in result.stderr
+
+
+def test_cli_quiet_without_python_config(tmp_path):
+    result = run_cli("enable", "--user", ipython_dir=tmp_path)
+    assert result.returncode == 0
+    assert result.stderr == ""
