@@ -309,6 +309,8 @@ def configure_logging(data_dir: Path, verbose: bool, console: bool) -> None:
     if console:
         stream = logging.StreamHandler()
         stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        # Errors that serve already printed for the user go to the log file only.
+        stream.addFilter(lambda record: not getattr(record, "printed", False))
         root.addHandler(stream)
 
 
@@ -388,6 +390,6 @@ def serve_foreground(
         asyncio.run(serve_until_signalled(core, quiet, show_key))
     except (DataDirectoryBusy, OSError) as error:
         print(f"cocalc-magics serve: {error}", file=sys.stderr)
-        logger.error("could not start: %s", error)
+        logger.error("could not start: %s", error, extra={"printed": True})
         return 1
     return 0

@@ -382,6 +382,8 @@ def test_serve_reports_busy_port(tmp_path):
     assert result.returncode == 1
     assert f"port {port}" in result.stderr
     assert "--port" in result.stderr
+    assert "could not start" not in result.stderr
+    assert (tmp_path / "server.log").read_text().count("could not start") == 1
 
 
 def test_in_process_stop_with_open_long_poll(tmp_path):
