@@ -101,11 +101,31 @@ class _BearerAuth(requests.auth.AuthBase):
         self._key = api_key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._key}"
+        request.headers["Authorization"] = _MaskedHeader(f"Bearer {self._key}")
         return request
 
     def __repr__(self) -> str:
         return f"<BearerAuth {mask_key(self._key)}>"
+
+
+class _MaskedHeader(str):
+    """A header value whose ``repr`` shows only the masked key.
+
+    The value itself is sent unchanged. The repr matters because tracebacks with
+    local variables (IPython's ``%xmode Verbose``, ``capture_locals=True``) print
+    the header dictionaries held by the frames of requests and urllib3, for
+    example when Ctrl-C interrupts a request.
+
+    NOTE: http.client turns the value into plain bytes while it writes the
+    request; an interrupt at that instant can still show it in a verbose
+    traceback.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        scheme, _, key = str.__str__(self).partition(" ")
+        return repr(f"{scheme} {mask_key(key)}")
 
 
 def _is_loopback(hostname: str) -> bool:

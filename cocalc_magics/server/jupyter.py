@@ -270,6 +270,9 @@ class JupyterService:
             try:
                 await kernel.start()
             except SpawnError as error:
+                if kernel.stopped_on_request:
+                    await self._discard(kernel)
+                    raise MethodError.thrown(str(kernel.exited_error())) from None
                 log.warning(
                     "Failed to start %s kernel for project %s: %s",
                     kernel_name,
@@ -284,6 +287,11 @@ class JupyterService:
                 raise
             if kernel.exit_code() is None:
                 return kernel
+            if kernel.stopped_on_request:
+                # The caller stopped this call's own kernel: fail the call as CoCalc
+                # does, rather than run the input on another kernel.
+                await self._discard(kernel)
+                raise MethodError.thrown(str(kernel.exited_error()))
             log.warning("Discarding dead pool kernel %r", kernel)
             await self._discard(kernel)
         raise self._spawn_error(
@@ -361,7 +369,9 @@ class JupyterService:
             pool.remove(kernel)
         if kernel.in_use:
             # The call that uses the kernel detects the exit, reports its code and
-            # discards the kernel.
+            # discards the kernel. A kernel that is still starting fails its call
+            # with the same "Kernel last exited" error, not as a spawn failure.
+            kernel.stopped_on_request = True
             kernel.signal(signal.SIGKILL)
             return
         await self._discard(kernel)

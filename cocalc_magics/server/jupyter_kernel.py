@@ -122,6 +122,8 @@ class StatelessKernel:
         self.language = language
         self.home = Path(home)
         self.in_use = False
+        # Set when system.stopJupyterKernel killed the kernel of a call.
+        self.stopped_on_request = False
         self.closed = False
 
         name = f"k-{uuid.uuid4().hex[:12]}"
@@ -324,7 +326,7 @@ class StatelessKernel:
             if not collector.done():
                 await self._interrupt(collector)
             if collector.cancelled():
-                raise self._exited_error()
+                raise self.exited_error()
             return collector.result()
         finally:
             self._active_run = None
@@ -346,9 +348,10 @@ class StatelessKernel:
         log.warning("Killing %r, which ignored SIGINT", self)
         self.signal(signal.SIGKILL)
         await self._wait_for_exit()
-        raise self._exited_error()
+        raise self.exited_error()
 
-    def _exited_error(self) -> KernelExitedError:
+    def exited_error(self) -> KernelExitedError:
+        """Return the error that reports the kernel's exit code and stderr tail."""
         return KernelExitedError(self.exit_code() or 137, self.stderr_tail())
 
     async def _wait_for_exit(self, timeout_s: float = 5.0) -> None:
@@ -384,7 +387,7 @@ class StatelessKernel:
                 return await get_message(timeout=POLL_INTERVAL_S)
             except queue.Empty:
                 if self.exit_code() is not None:
-                    raise self._exited_error() from None
+                    raise self.exited_error() from None
 
     # Stopping
 

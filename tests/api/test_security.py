@@ -7,6 +7,7 @@ import pickle
 import warnings
 
 import pytest
+import requests
 
 from cocalc_magics.api import (
     AuthenticationError,
@@ -261,4 +262,16 @@ def test_netrc_does_not_replace_key(canary_fake, monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(netrc))
     with connect(canary_fake) as conn:
         conn.ping()
+    assert canary_fake.requests[0].header("Authorization") == f"Bearer {CANARY}"
+
+
+def test_header_repr_masks_key_but_sends_it(canary_fake):
+    # Tracebacks with local variables print the header dictionaries that requests
+    # and urllib3 hold, for example when Ctrl-C interrupts a request.
+    with connect(canary_fake) as conn:
+        prepared = conn._auth(requests.Request("POST", canary_fake.url).prepare())
+        conn.ping()
+    shown = repr(prepared.headers) + repr(dict(prepared.headers))
+    assert CANARY not in shown
+    assert "sk-…5b1d" in shown
     assert canary_fake.requests[0].header("Authorization") == f"Bearer {CANARY}"

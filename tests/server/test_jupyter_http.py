@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psutil
 
-from tests.support.local_server import is_error, wait_until
+from tests.support.local_server import is_error, raw_call, wait_until
 
 TIMEOUT_MS = 90000
 
@@ -109,3 +112,94 @@ def test_project_stop_kills_its_kernels(local_server):
 
     local_server.hub("projects.stop", {"project_id": project_id})
     wait_until(lambda: not any(is_alive(pid) for pid in pids))
+
+
+def _execute_in_background(server, project_id, code, **options):
+    """Start a jupyterExecute call in a thread; return the thread and its result box.
+
+    The HTTP read timeout of 20 s is far below the code's run time, so a call that
+    does not end when its kernel is killed fails the test instead of waiting.
+    """
+    outcome: dict = {}
+
+    def call() -> None:
+        body = {
+            "name": "system.jupyterExecute",
+            "args": [{"kernel": "python3", "input": code, **options}],
+            "project_id": project_id,
+            "timeout": TIMEOUT_MS,
+        }
+        try:
+            outcome["reply"] = raw_call(
+                server.url, server.api_key, "project", body, timeout=20
+            )
+        except Exception as error:  # noqa: BLE001 - reported by the assert
+            outcome["reply"] = error
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    return worker, outcome
+
+
+def _stop_listed_kernels(server, project_id, worker) -> list[int]:
+    stopped = []
+    while worker.is_alive():
+        listed = server.call(
+            "project",
+            {"name": "system.listJupyterKernels", "args": [], "project_id": project_id},
+        )
+        for entry in listed:
+            body = {
+                "name": "system.stopJupyterKernel",
+                "args": [{"pid": entry["pid"]}],
+                "project_id": project_id,
+            }
+            server.call("project", body)
+            stopped.append(entry["pid"])
+        time.sleep(0.02)
+    return stopped
+
+
+def test_stopping_busy_kernel_fails_call(local_server):
+    project_id = local_server.hub("projects.createProject", {"title": "stop busy"})
+    home = local_server.data_dir / "projects" / project_id
+    marker = home / "busy-kernel"
+    code = (
+        f"import os; open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        "import time; time.sleep(120)"
+    )
+    worker, outcome = _execute_in_background(
+        local_server, project_id, code, pool={"size": 0}
+    )
+    wait_until(marker.exists, timeout=60)
+    busy = int(marker.read_text())
+
+    body = {
+        "name": "system.stopJupyterKernel",
+        "args": [{"pid": busy}],
+        "project_id": project_id,
+    }
+    assert local_server.call("project", body) == {"success": True}
+    worker.join(30)
+    assert outcome["reply"] == {"error": "Error: Kernel last exited with code 137."}
+    assert not is_alive(busy)
+
+
+def test_stopping_starting_kernel_fails_call(local_server):
+    # The first call of a new project starts its kernel while the caller waits, so
+    # stopping every listed kernel at once hits the call's kernel while it starts.
+    # The call must fail as if it had run, not as a failed kernel start, and must
+    # not run the input on another kernel.
+    project_id = local_server.hub("projects.createProject", {"title": "stop start"})
+    home = local_server.data_dir / "projects" / project_id
+    marker = home / "input-ran"
+    code = f"open({str(marker)!r}, 'w').close()\nimport time; time.sleep(120)"
+    worker, outcome = _execute_in_background(
+        local_server, project_id, code, pool={"size": 0}
+    )
+    stopped = _stop_listed_kernels(local_server, project_id, worker)
+    worker.join(30)
+
+    assert stopped
+    assert outcome["reply"] == {"error": "Error: Kernel last exited with code 137."}
+    assert not any(is_alive(pid) for pid in stopped)
