@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from cocalc_magics.jobs.job import Job
 from cocalc_magics.jobs.ledger import JobLedger, site_of
 from cocalc_magics.jobs.render import format_seconds, summary_line
-from cocalc_magics.jobs.runner import resume_watching
+from cocalc_magics.jobs.runner import resume_watching, watched_job
 
 if TYPE_CHECKING:
     from cocalc_magics.api import Connection, StatsSample
@@ -164,8 +164,9 @@ def find_job(
 ) -> Job:
     """Return the job named by *reference*: a job id or a unique prefix of one.
 
-    The ledger is searched first (this site's jobs, then all). A full job id
-    that the ledger does not know is looked up on the server and added.
+    The ledger is searched first (this site's jobs, then all). A job that a
+    watcher of this process follows is returned as that same object. A full job
+    id that the ledger does not know is looked up on the server and added.
 
     Raises
     ------
@@ -189,6 +190,9 @@ def find_job(
         )
     if matches:
         entry = matches[0]
+        live = watched_job(entry.site, entry.project_id, entry.job_id)
+        if live is not None:
+            return live
         usable = connection if connection is not None and entry.site == site else None
         return Job.from_entry(entry, connection=usable, ledger=ledger)
 

@@ -436,6 +436,10 @@ class Job:
                 "after the last poll), was evicted (at most 100 are kept), or the "
                 "project restarted"
             )
+            if error is not None:
+                # The server's own words, e.g. "Async operation '…' does not exist."
+                server_text = getattr(error, "message", None) or str(error)
+                self.message += f" (server: {server_text})"
         logger.warning("job %s is lost: %s", self.job_id, error)
         self._save(force=True)
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
@@ -172,9 +172,15 @@ class JobLedger:
         The database file; by default :func:`default_ledger_path`.
     """
 
+    # Files this process has already prepared. Preparing costs a few
+    # milliseconds (directory, WAL mode, schema), and every command makes a ledger.
+    _prepared: ClassVar[set[Path]] = set()
+
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
-        self._prepare()
+        if self.path not in JobLedger._prepared or not self.path.exists():
+            self._prepare()
+            JobLedger._prepared.add(self.path)
 
     def __repr__(self) -> str:
         return f"<JobLedger {str(self.path)!r}>"

@@ -46,6 +46,7 @@ __all__ = [
     "run_job",
     "stop_watchers",
     "watch",
+    "watched_job",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def run_job(
     output_budget: int = DEFAULT_STREAM_BUDGET,
     ledger: JobLedger | None = None,
     policy: PollPolicy = FOREGROUND_POLICY,
+    show: bool = True,
+    status_delay_s: float = 0.0,
 ) -> Job:
     """Run *command* as a bash script in an async job and follow it.
 
@@ -138,6 +141,12 @@ def run_job(
         Bytes of output streamed to the cell; the job object keeps everything.
     ledger : JobLedger, optional
         Where the job is recorded; the default ledger file if None.
+    show : bool
+        Stream the output and show the progress; False follows the job silently
+        (notices about interrupts are still printed).
+    status_delay_s : float
+        Seconds before the foreground status line (elapsed time, CPU, memory)
+        appears; a job that ends sooner shows only its output.
 
     Returns
     -------
@@ -182,8 +191,11 @@ def run_job(
         if background:
             watch(job, view=background_view(job))
             return job
-        view = foreground_view(job, budget=output_budget)
-        follow(job, policy=policy, on_update=view.update)
+        if show:
+            view = foreground_view(
+                job, budget=output_budget, status_delay_s=status_delay_s
+            )
+        follow(job, policy=policy, on_update=view.update if view else None)
     except KeyboardInterrupt:
         return _interrupted(job, view, on_interrupt, grace_s)
     except Exception:
@@ -192,7 +204,8 @@ def run_job(
             f"%cocalc job {job.short_id} shows it."
         )
         raise
-    view.finish(job)
+    if view is not None:
+        view.finish(job)
     return job
 
 
@@ -321,6 +334,19 @@ def watch(
         job._watcher = watcher
     watcher.start()
     return watcher
+
+
+def watched_job(site: str, project_id: str, job_id: str) -> Job | None:
+    """Return the job object that a watcher of this process follows, if any.
+
+    Acting on that object (rather than on a copy made from the ledger) keeps its
+    state, such as the signals sent to it, in one place.
+    """
+    with _watchers_lock:
+        watcher = _watchers.get((site, project_id, job_id))
+    if watcher is None or not watcher.is_alive():
+        return None
+    return watcher.job
 
 
 def active_watchers() -> list[JobWatcher]:

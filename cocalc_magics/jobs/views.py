@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from cocalc_magics.jobs.render import (
@@ -78,25 +79,48 @@ def _bundle(job: Job, limit: int) -> dict[str, str]:
 class ForegroundView:
     """Streams a job's new output and keeps a status line while the cell waits.
 
+    At most half of ``budget`` is streamed while the job runs (the head). Output
+    beyond that is held back, and when the job ends the view writes its last part
+    (the tail, up to the other half) after a marker such as
+    ``… 1200 lines (48000 bytes) omitted …``. So a flood of output never reaches
+    the frontend, yet both ends of it are visible.
+
     Parameters
     ----------
     job : Job
         The job, used for the first status line.
     budget : int
-        Bytes of output to stream; the rest is replaced by one notice.
+        Bytes of stdout plus stderr to write in all; the job keeps everything.
     kernel : bool, optional
         Whether to keep an updating status display; detected by default.
+    status_delay_s : float
+        Seconds the job must run before the status line appears. A job that
+        ends sooner shows only its output, like a local command. Outside a
+        kernel the final summary line is printed only after such a delay, too.
     """
 
-    def __init__(self, job: Job, *, budget: int = DEFAULT_STREAM_BUDGET, kernel=None):
+    def __init__(
+        self,
+        job: Job,
+        *,
+        budget: int = DEFAULT_STREAM_BUDGET,
+        kernel=None,
+        status_delay_s: float = 0.0,
+    ):
         self.budget = budget
         self.kernel = in_kernel() if kernel is None else kernel
+        self.status_delay_s = status_delay_s
+        self._started = time.monotonic()
         self._written = {"stdout": 0, "stderr": 0}
-        self._bytes = 0
-        self._cut = False
+        self._held = {"stdout": False, "stderr": False}
+        self._head_bytes = 0
+        self._omitted = False
         self._status = None
-        if self.kernel:
+        if self.kernel and status_delay_s <= 0:
             self._status = _display({"text/plain": summary_line(job)}, display_id=True)
+
+    def _delay_passed(self) -> bool:
+        return time.monotonic() - self._started >= self.status_delay_s
 
     def update(self, job: Job) -> None:
         """Write the output that is new since the last call; refresh the status."""
@@ -104,38 +128,68 @@ class ForegroundView:
         self._write_new(job, "stderr", sys.stderr)
         if self._status is not None:
             self._status.update({"text/plain": summary_line(job)}, raw=True)
+        elif self.kernel and job.running and self._delay_passed():
+            self._status = _display({"text/plain": summary_line(job)}, display_id=True)
 
     def finish(self, job: Job) -> None:
-        """Write the last output and replace the status with the final summary."""
+        """Write the last output (the tail of held-back output) and the summary."""
         self.update(job)
-        if self._status is None:
+        held = [name for name, is_held in self._held.items() if is_held]
+        for name in held:
+            stream = sys.stdout if name == "stdout" else sys.stderr
+            self._write_tail(job, name, stream, (self.budget // 2) // len(held))
+        if self._status is None and not self.kernel and self._delay_passed():
             print(summary_line(job), flush=True)
 
     @property
     def shown_everything(self) -> bool:
         """False when part of the output was left out to stay within the budget."""
-        return not self._cut
+        return not self._omitted
 
     def _write_new(self, job: Job, name: str, stream: Any) -> None:
         text = getattr(job, name)
         start = self._written[name]
-        if len(text) <= start or self._cut:
+        if len(text) <= start or self._held[name]:
             return
         new = text[start:]
-        self._written[name] = len(text)
-
-        size = len(new.encode("utf-8", "surrogatepass"))
-        if self._bytes + size > self.budget:
-            new = new.encode("utf-8", "surrogatepass")[: self.budget - self._bytes]
-            new = new.decode("utf-8", "ignore")
-            self._cut = True
-        self._bytes += size
+        data = new.encode("utf-8", "surrogatepass")
+        room = self.budget // 2 - self._head_bytes
+        if len(data) > room:
+            # Cut at the last line end that fits, so the head ends on a line.
+            head = data[: max(room, 0)]
+            if b"\n" in head:
+                head = head[: head.rindex(b"\n") + 1]
+            new = head.decode("utf-8", "ignore")
+            self._held[name] = True
+        self._written[name] = start + len(new)
+        self._head_bytes += len(new.encode("utf-8", "surrogatepass"))
         stream.write(new)
-        if self._cut:
+        if self._held[name]:
+            if new and not new.endswith("\n"):
+                stream.write("\n")
             stream.write(
-                f"\n… output beyond {self.budget} bytes is not shown; the job "
-                f"object holds all of it (job {job.job_id}).\n"
+                f"… more {name} is held back to stay within {self.budget} bytes; "
+                f"its end is shown when job {job.short_id} ends …\n"
             )
+        stream.flush()
+
+    def _write_tail(self, job: Job, name: str, stream: Any, room: int) -> None:
+        rest = getattr(job, name)[self._written[name] :]
+        data = rest.encode("utf-8", "surrogatepass")
+        tail = data
+        if len(data) > room:
+            tail = data[len(data) - room :]
+            if b"\n" in tail[:-1]:
+                tail = tail[tail.index(b"\n") + 1 :]
+            omitted = data[: len(data) - len(tail)]
+            lines = omitted.count(b"\n")
+            self._omitted = True
+            stream.write(
+                f"… {lines} lines ({len(omitted)} bytes) omitted; "
+                f"the job object holds all of it (job {job.job_id}) …\n"
+            )
+        stream.write(tail.decode("utf-8", "ignore"))
+        self._written[name] = len(getattr(job, name))
         stream.flush()
 
 

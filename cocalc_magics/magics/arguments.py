@@ -133,6 +133,34 @@ def _variable_name(value: str) -> str:
     return value
 
 
+def _concurrency(value: str) -> int:
+    return _positive_int(value)
+
+
+# Options of every subcommand that can fan out over many projects.
+PROJECTS_OPTIONS = [
+    argument(
+        "--projects",
+        metavar="PROJECTS",
+        help=(
+            "run in many projects at once: project ids separated by commas or "
+            "spaces, {expression} giving a list of ids or project objects, @FILE "
+            "(or a file path) with one id per line, or title:TEXT to search the "
+            "titles. Shows a live grid; the result table is stored in _cocalc."
+        ),
+    ),
+    argument(
+        "--concurrency",
+        type=_concurrency,
+        metavar="N",
+        help=(
+            "with --projects: projects worked on at once (default: "
+            "CoCalcMagics.fanout_concurrency, 10)."
+        ),
+    ),
+]
+
+
 # Options of `%cocalc exec` and `%%cocalc_exec`, declared once. They are listed in
 # the order they appear in the help; `exec_options` applies them bottom-up as
 # decorators must be.
@@ -225,9 +253,38 @@ _EXEC_OPTIONS = [
     argument(
         "--dry-run",
         action="store_true",
-        help="show the request that would be sent, with the key masked; send nothing.",
+        help=(
+            "show the request that would be sent, with the key masked; send "
+            "nothing. With --projects: say how many projects would be touched and "
+            "how many would have to be started."
+        ),
     ),
+    argument(
+        "--bg",
+        action="store_true",
+        help=(
+            "return at once and run the command as a background job; its live "
+            "display keeps updating while other cells run. The job is stored in "
+            "_cocalc (and --out VAR); %%cocalc job ID shows it."
+        ),
+    ),
+    argument(
+        "--detach",
+        action="store_true",
+        help=(
+            "on Ctrl-C, leave the job running in the background and print its id, "
+            "instead of stopping it with SIGINT, SIGTERM, then SIGKILL."
+        ),
+    ),
+    *PROJECTS_OPTIONS,
 ]
+
+
+def projects_options(function: Callable) -> Callable:
+    """Decorate ``function`` with ``--projects`` and ``--concurrency``."""
+    for option in reversed(PROJECTS_OPTIONS):
+        function = option(function)
+    return function
 
 
 def exec_options(function: Callable) -> Callable:

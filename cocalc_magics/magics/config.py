@@ -7,19 +7,13 @@ the user config file, or the hidden prompt of ``%cocalc connect --prompt-key``.
 
 from __future__ import annotations
 
-from traitlets import Bool, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 # The server cuts each of stdout and stderr at this many characters unless
 # --max-output sets another cap. A finite cap is always sent: CoCalc's blocking exec
 # has none by default and would return every byte a command prints.
 DEFAULT_MAX_OUTPUT = 2_000_000
-
-# Above this many seconds, a command runs as an async job polled with long-polls
-# of at most 45 s. So no single HTTP request is held open for more than 60 s,
-# because proxies in front of a site may cut long requests. A blocking exec's
-# request lasts up to its timeout plus the client's 5 s bridge margin.
-BLOCKING_LIMIT_S = 55.0
 
 
 class CoCalcMagicsConfig(Configurable):
@@ -83,8 +77,10 @@ class CoCalcMagicsConfig(Configurable):
     start_stopped_projects = Bool(
         True,
         help=(
-            "Start a project that is not running before running a command in it, "
-            "instead of failing."
+            "Start a project that is not running before running a command in it. "
+            "When False, a command for a project the hub reports as not running "
+            "fails without being sent, because any call to the project endpoint "
+            "would start it."
         ),
     ).tag(config=True)
 
@@ -148,6 +144,53 @@ class CoCalcMagicsConfig(Configurable):
             "object (--out VAR, or _cocalc)."
         ),
     ).tag(config=True)
+
+    interrupt_grace = List(
+        Float(),
+        [2.0, 3.0, 5.0],
+        minlen=3,
+        maxlen=3,
+        help=(
+            "Seconds waited after SIGINT, after SIGTERM and after SIGKILL when "
+            "Ctrl-C stops a running command's process group."
+        ),
+    ).tag(config=True)
+
+    fanout_concurrency = Int(
+        10,
+        help=("Projects worked on at once by --projects. Overridden by --concurrency."),
+    ).tag(config=True)
+
+    fanout_max_rate = Float(
+        50.0,
+        allow_none=True,
+        help=(
+            "Requests per second at most that one --projects run sends (long-polls "
+            "excluded); None for no limit."
+        ),
+    ).tag(config=True)
+
+    @validate("interrupt_grace")
+    def _validate_grace(self, proposal):
+        if any(value < 0 for value in proposal["value"]):
+            raise TraitError(
+                "interrupt_grace must contain three values of 0 or more seconds"
+            )
+        return proposal["value"]
+
+    @validate("fanout_concurrency")
+    def _validate_concurrency(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError("fanout_concurrency must be 1 or more")
+        return proposal["value"]
+
+    @validate("fanout_max_rate")
+    def _validate_rate(self, proposal):
+        if proposal["value"] is not None and not proposal["value"] > 0:
+            raise TraitError(
+                "fanout_max_rate must be above 0 requests per second, or None"
+            )
+        return proposal["value"]
 
     @validate("timeout", "start_timeout")
     def _validate_seconds(self, proposal):

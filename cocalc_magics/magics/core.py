@@ -27,6 +27,7 @@ from cocalc_magics.magics.arguments import (
 )
 from cocalc_magics.magics.config import CoCalcMagicsConfig
 from cocalc_magics.magics.expansion import Expander
+from cocalc_magics.magics.fanout_commands import projects_value
 from cocalc_magics.magics.session import Session
 
 _CELL_EXAMPLE = "%%cocalc_exec --timeout 30 (then the bash script on the next lines)"
@@ -69,6 +70,10 @@ class CoCalcMagics(Magics, CoCalcMagicsConfig):
         )
         if options is None:
             return None
+        if getattr(options, "projects", None) is not None:
+            options.projects = projects_value(
+                options, [word.text for word in words[1:]], expander
+            )
         return handler(self, options)
 
     @no_var_expand
@@ -99,13 +104,18 @@ class CoCalcMagics(Magics, CoCalcMagicsConfig):
                ...: frame = pd.read_csv("data.csv")
         """
         expander = Expander(self.shell.user_ns)
+        words = split_words(line)
         options = parse_words(
             CoCalcMagics.cocalc_exec,
-            expand_words(split_words(line), expander),
+            expand_words(words, expander),
             usage_example=_CELL_EXAMPLE,
         )
         if options is None:
             return
+        if options.projects is not None:
+            options.projects = projects_value(
+                options, [word.text for word in words], expander
+            )
 
         if not cell.strip():
             raise UsageError(

@@ -73,10 +73,27 @@ class CommandFailedError(CoCalcMagicError):
 
     def __init__(self, result, *, where: str | None = None) -> None:
         self.result = result
+        if result.exit_code is not None:
+            message = f"the command exited with code {result.exit_code}"
+        else:
+            # Timed out, killed or lost: the job's summary says which.
+            message = f"the command did not complete: {result.summary()}"
+        hint = "pass --no-raise to continue after a failing command."
+        status = getattr(result, "status", None)
+        if status == "timed out":
+            hint = "pass a larger --timeout (in seconds), or --no-raise to continue."
+        elif status == "lost":
+            job = getattr(result, "job", None)
+            if job is not None and job.message:
+                message = f"{message}: {job.message}"
+            hint = (
+                "the output shown may be partial; %cocalc job "
+                f"{result.job_id} shows what the job ledger kept."
+            )
         super().__init__(
             "project exec",
-            f"the command exited with code {result.exit_code}",
-            hint="pass --no-raise to continue after a failing command.",
+            message,
+            hint=hint,
             project_id=result.project_id,
             where=where,
         )

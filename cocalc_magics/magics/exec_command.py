@@ -18,11 +18,17 @@ from cocalc_magics.magics.arguments import (
 from cocalc_magics.magics.errors import CommandFailedError
 from cocalc_magics.magics.execution import (
     ExecRequest,
+    JobOptions,
     describe_first_request,
     run_command,
 )
+from cocalc_magics.magics.fanout_commands import projects_value, run_exec_many
 from cocalc_magics.magics.registry import LineContext, reported, subcommand
-from cocalc_magics.magics.rendering import show_command_output, show_notice
+from cocalc_magics.magics.rendering import (
+    show_command_output,
+    show_notice,
+    show_output_notices,
+)
 from cocalc_magics.magics.results import CommandResult
 
 if TYPE_CHECKING:
@@ -88,6 +94,8 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     )
     if not command.strip():
         raise UsageError(f"no command given to run; for example: {_EXEC_EXAMPLE}")
+    if options.projects is not None:
+        options.projects = projects_value(options, option_words, context.expander)
     return run_exec(magics, options, command)
 
 
@@ -103,44 +111,114 @@ def run_exec(
 ) -> CommandResult | None:
     """Send ``command`` with the exec ``options``, show and store the result.
 
-    Raises ``CommandFailedError`` after showing the output when the command exits
-    with a non-zero code, unless ``--no-raise`` or ``raise_on_failure`` is off.
-    With ``--kernel`` the command is code for that kernel instead: see
-    :func:`~cocalc_magics.magics.kernel_command.run_kernel`.
+    The command runs as an async job whose output streams into the cell while it
+    runs. Raises ``CommandFailedError`` when the command exits with a non-zero
+    code or ends without one (timed out, killed, lost), unless ``--no-raise`` or
+    ``raise_on_failure`` is off. With ``--bg`` it returns ``None`` at once and
+    stores the running :class:`~cocalc_magics.jobs.Job`. With ``--kernel`` the
+    command is code for that kernel instead: see
+    :func:`~cocalc_magics.magics.kernel_command.run_kernel`. With ``--projects``
+    it runs in many projects: see :mod:`cocalc_magics.magics.fanout_commands`.
     """
+    from cocalc_magics.jobs import JobInterrupted
     from cocalc_magics.magics.kernel_command import check_kernel_options, run_kernel
 
     check_kernel_options(options)
     if options.kernel is not None:
+        if options.bg or options.detach or options.projects is not None:
+            raise UsageError(
+                "--bg, --detach and --projects run bash commands; they cannot be "
+                "combined with --kernel"
+            )
         return run_kernel(magics, options, command)
+    if options.projects is not None:
+        run_exec_many(magics, options, command)
+        return None
+    if options.concurrency is not None:
+        raise UsageError("--concurrency works only with --projects")
 
     request = _build_request(magics, options, command)
     if options.dry_run:
         _show_dry_run(magics, request)
         return None
 
-    with reported(magics, "project exec", request.project_id):
-        result = run_command(
-            magics.session.connection,
-            request,
-            where=magics.session.where(),
-            start_stopped=magics.start_stopped_projects,
-            running_projects=magics.session.running_projects,
+    job_options = JobOptions(
+        background=options.bg,
+        detach=options.detach,
+        grace_s=tuple(magics.interrupt_grace),
+        output_budget=magics.output_budget,
+        show=not options.quiet,
+    )
+    try:
+        with reported(magics, "project exec", request.project_id):
+            result = run_command(
+                magics.session.connection,
+                request,
+                where=magics.session.where(),
+                start_stopped=magics.start_stopped_projects,
+                running_projects=magics.session.running_projects,
+                job_options=job_options,
+            )
+    except JobInterrupted as error:
+        # The job was stopped; what it printed so far stays reachable.
+        _store(magics, options, _result_of(error.job, request, magics))
+        raise
+
+    if options.bg:
+        _store(magics, options, result.job)
+        return None
+    variable = _store(magics, options, result)
+    if result.running:
+        # Ctrl-C with --detach: the job keeps running and a watcher follows it.
+        raise KeyboardInterrupt(
+            f"detached from job {result.job_id}; it keeps running (stored in "
+            f"{variable})"
+        )
+    if result.job is None and not options.quiet:
+        show_command_output(result, budget=magics.output_budget, variable=variable)
+    elif not options.quiet:
+        # The output was streamed while the job ran, cut to the same budget.
+        size = len(result.stdout.encode("utf-8", "surrogatepass")) + len(
+            result.stderr.encode("utf-8", "surrogatepass")
+        )
+        show_output_notices(
+            result,
+            budget=magics.output_budget,
+            variable=variable,
+            was_cut=size > magics.output_budget,
         )
 
-    variable = options.out or LAST_RESULT_NAME
-    magics.shell.user_ns[LAST_RESULT_NAME] = result
-    if options.out:
-        magics.shell.user_ns[options.out] = result
-    if not options.quiet:
-        show_command_output(result, budget=magics.output_budget, variable=variable)
-
-    if result.exit_code != 0:
+    if not result.ok:
         if magics.raise_on_failure and not options.no_raise:
             raise CommandFailedError(result, where=magics.session.where())
-        if not options.quiet:
-            show_notice(f"exit code {result.exit_code}")
+        if not options.quiet and not _status_line_shown(result, job_options):
+            show_notice(_outcome(result))
     return result
+
+
+def _status_line_shown(result: CommandResult, job_options: JobOptions) -> bool:
+    # A job without an exit code that ran past the status delay already ended
+    # with its summary on screen (see ForegroundView), so it is not repeated.
+    return result.exit_code is None and result.duration_s >= job_options.status_delay_s
+
+
+def _store(magics: CoCalcMagics, options: argparse.Namespace, value) -> str:
+    magics.shell.user_ns[LAST_RESULT_NAME] = value
+    if options.out:
+        magics.shell.user_ns[options.out] = value
+    return options.out or LAST_RESULT_NAME
+
+
+def _result_of(job, request: ExecRequest, magics: CoCalcMagics) -> CommandResult:
+    return CommandResult.from_job(
+        job, command=request.command, site=magics.session.where()
+    )
+
+
+def _outcome(result: CommandResult) -> str:
+    if result.exit_code is not None:
+        return f"exit code {result.exit_code}"
+    return result.summary()
 
 
 def _build_request(

@@ -1,17 +1,17 @@
-"""Running one remote command: blocking exec, async jobs, and stopped projects.
+"""Running one remote command: the project start, then an async job.
 
-This is the one place where a command meets the client, so that the async job
-layer (live output, interrupts, background jobs) can replace ``run_command``
-without touching the grammar or the rendering.
+This is the one place where a command meets the client. Every command runs as an
+async job through :func:`cocalc_magics.jobs.run_job`, and
+``cocalc_magics.jobs.BLOCKING_MAX_TIMEOUT_S`` is 0. Only a job can stream its
+output while it runs, be stopped by Ctrl-C (SIGINT, SIGTERM, then SIGKILL to its
+process group), run in the background, and be recorded in the job ledger.
 
-- A command whose timeout is at most ``BLOCKING_LIMIT_S`` seconds runs as one
-  blocking ``system.exec`` request.
-- A longer one runs as an async job, waited for with long-polls of at most
-  ``ASYNC_WAIT_S`` seconds each, so no HTTP request is held open for more than
-  about a minute. An interrupt (Ctrl-C) names the job id before re-raising, so the
-  job is never silently abandoned.
+- No HTTP request is held open for more than about a minute, because the job is
+  followed with short polls and long-polls (see :mod:`cocalc_magics.jobs.follow`).
 - A project that is not running is started first, with a visible notice, and the
   command is then sent once. Starting counts against the command's timeout.
+- An interrupt either stops the job and raises ``JobInterrupted`` with the output
+  so far, or (``--detach``) leaves the job running and names its id.
 """
 
 from __future__ import annotations
@@ -19,22 +19,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from IPython.display import display
 
-from cocalc_magics.magics.config import BLOCKING_LIMIT_S
 from cocalc_magics.magics.errors import CoCalcMagicError
 from cocalc_magics.magics.rendering import show_notice
 from cocalc_magics.magics.results import CommandResult
 
 if TYPE_CHECKING:
     from cocalc_magics.api import Connection
+    from cocalc_magics.jobs import Job
 
 logger = logging.getLogger(__name__)
 
-ASYNC_WAIT_S = 45.0
 PING_INTERVAL_S = 1.0
 
 
@@ -52,9 +52,8 @@ class ExecRequest:
     compute_server_id: int = 0
 
     def exec_keywords(self, timeout: float) -> dict:
-        """Keyword arguments for ``Connection.exec`` and ``exec_async``."""
+        """Keyword arguments for ``Connection.exec_async`` and ``run_job``."""
         return {
-            "bash": True,
             "path": self.path,
             "cwd": self.cwd,
             "env": self.env,
@@ -65,12 +64,31 @@ class ExecRequest:
         }
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """Options for following the job of one command.
+
+    ``grace_s`` contains the seconds waited after SIGINT, SIGTERM and SIGKILL when
+    Ctrl-C stops the job. ``output_budget`` is in bytes of streamed output.
+    ``show`` False follows the job without streaming (``--quiet``). The status
+    line (elapsed time, CPU %, memory) appears once the job has run for
+    ``status_delay_s`` seconds, so a quick command shows only its output.
+    """
+
+    background: bool = False
+    detach: bool = False
+    grace_s: Sequence[float] = field(default=(2.0, 3.0, 5.0))
+    output_budget: int = 1_000_000
+    show: bool = True
+    status_delay_s: float = 1.0
+
+
 def describe_first_request(connection: Connection, request: ExecRequest) -> dict:
     """Return the first request ``run_command`` would send, with the key masked."""
-    blocking = request.timeout <= BLOCKING_LIMIT_S
     return connection.describe_exec(
         request.command,
-        async_call=not blocking,
+        async_call=True,
+        bash=True,
         **request.exec_keywords(request.timeout),
     )
 
@@ -82,13 +100,17 @@ def run_command(
     where: str,
     start_stopped: bool,
     running_projects: set[str],
+    job_options: JobOptions | None = None,
 ) -> CommandResult:
-    """Run ``request`` in its project and return the complete result.
+    """Run ``request`` in its project as an async job and return its result.
 
     ``running_projects`` contains the projects already seen running in this session.
     The first command in any other project checks its state with one hub call and
     starts it visibly if needed. Without that check CoCalc would start the project
     silently inside the exec request, which can take minutes.
+
+    With ``job_options.background`` the result is returned at once, while the job
+    runs; its ``wait()`` method waits for the end.
 
     Raises
     ------
@@ -96,20 +118,27 @@ def run_command(
         Any failure of the client, for the caller to present.
     CoCalcMagicError
         When the project could not be started in time.
+    cocalc_magics.jobs.JobInterrupted
+        When Ctrl-C stopped the job; its ``job`` has the output so far.
     """
     from cocalc_magics.api import NotListeningError, ProjectNotRunningError
 
+    job_options = job_options or JobOptions()
     started = time.monotonic()
     deadline = started + request.timeout
-    if start_stopped and request.project_id not in running_projects:
+    if request.project_id not in running_projects:
         if not is_running(connection, request.project_id):
+            if not start_stopped:
+                # Sending the exec anyway would start the project, because every
+                # project-endpoint call starts a stopped project on CoCalc.
+                raise not_running_error("project exec", request.project_id, where)
             start_project(
                 connection, request.project_id, deadline=deadline, where=where
             )
         running_projects.add(request.project_id)
 
     try:
-        return _send(connection, request, request.timeout, started, where)
+        return _send(connection, request, request.timeout, started, where, job_options)
     except (ProjectNotRunningError, NotListeningError) as error:
         # Neither error means the command ran, so sending it again is safe.
         if isinstance(error, ProjectNotRunningError) and not start_stopped:
@@ -118,7 +147,20 @@ def run_command(
 
     start_project(connection, request.project_id, deadline=deadline, where=where)
     remaining = max(deadline - time.monotonic(), 1.0)
-    return _send(connection, request, remaining, started, where)
+    return _send(connection, request, remaining, started, where, job_options)
+
+
+def not_running_error(operation: str, project_id: str, where: str) -> CoCalcMagicError:
+    """Build the error for a stopped project that the magics may not start."""
+    return CoCalcMagicError(
+        operation,
+        "the project is not running and CoCalcMagics.start_stopped_projects is "
+        "False, so the command was not sent",
+        hint="start it with %cocalc start, or set "
+        "%config CoCalcMagics.start_stopped_projects = True.",
+        project_id=project_id,
+        where=where,
+    )
 
 
 def is_running(connection: Connection, project_id: str) -> bool:
@@ -142,85 +184,38 @@ def _send(
     timeout: float,
     started: float,
     where: str,
+    job_options: JobOptions,
 ) -> CommandResult:
+    from cocalc_magics.jobs import run_job
+
     # Round up to whole milliseconds, so that a tiny remainder left over from a
     # start never becomes a zero timeout, which CoCalc reads as no limit.
     timeout = math.ceil(timeout * 1000) / 1000
-    if timeout <= BLOCKING_LIMIT_S:
-        result = _run_blocking(connection, request, timeout, where)
-        job_id = None
-    else:
-        result, job_id = _run_as_job(connection, request, timeout, where)
+    job = run_job(
+        connection,
+        request.command,
+        background=job_options.background,
+        on_interrupt="detach" if job_options.detach else "stop",
+        grace_s=tuple(job_options.grace_s),
+        output_budget=job_options.output_budget,
+        show=job_options.show,
+        status_delay_s=job_options.status_delay_s,
+        **request.exec_keywords(timeout),
+    )
+    return result_of_job(job, request=request, started=started, where=where)
 
-    return CommandResult(
-        stdout=result.stdout,
-        stderr=result.stderr,
-        exit_code=result.exit_code,
-        duration_s=time.monotonic() - started,
-        project_id=request.project_id,
-        command=request.command,
-        job_id=job_id,
-        stdout_truncated=getattr(result, "stdout_truncated", False),
-        stderr_truncated=getattr(result, "stderr_truncated", False),
+
+def result_of_job(
+    job: Job, *, request: ExecRequest | None, started: float | None, where: str
+) -> CommandResult:
+    """Return the ``CommandResult`` of ``job``, which follows the job from then on."""
+    duration = time.monotonic() - started if started is not None else None
+    return CommandResult.from_job(
+        job,
+        command=request.command if request is not None else job.command or "",
+        duration_s=duration,
         site=where,
     )
-
-
-def _run_blocking(connection: Connection, request: ExecRequest, timeout, where):
-    try:
-        return connection.exec(request.command, **request.exec_keywords(timeout))
-    except KeyboardInterrupt:
-        # A blocking exec has no job id to report; CoCalc kills it at its timeout.
-        show_notice(
-            f"Interrupted while waiting: the command may keep running in project "
-            f"{request.project_id} on {where} until its {timeout:g} s timeout."
-        )
-        raise
-
-
-def _run_as_job(connection: Connection, request: ExecRequest, timeout, where):
-    job = connection.exec_async(request.command, **request.exec_keywords(timeout))
-    logger.info("started async job %s in project %s", job.job_id, request.project_id)
-
-    # The server kills the command at `timeout`; allow a margin for the final poll.
-    deadline = time.monotonic() + timeout + 30.0
-    try:
-        while job.running:
-            if time.monotonic() > deadline:
-                raise CoCalcMagicError(
-                    "project exec",
-                    f"async job {job.job_id} still runs after its {timeout:.0f} s "
-                    "timeout",
-                    hint=f"check it later with %cocalc call system.exec "
-                    f'\'[{{"async_get": "{job.job_id}"}}]\'',
-                    project_id=request.project_id,
-                    where=where,
-                )
-            wait = min(ASYNC_WAIT_S, max(deadline - time.monotonic(), 1.0))
-            job = connection.async_get(
-                job.job_id,
-                wait=True,
-                wait_timeout=wait,
-                project_id=request.project_id,
-                compute_server_id=request.compute_server_id,
-            )
-    except KeyboardInterrupt:
-        show_notice(
-            f"Interrupted while waiting: async job {job.job_id} keeps running in "
-            f"project {request.project_id} on {where}. Poll it with "
-            f'%cocalc call system.exec \'[{{"async_get": "{job.job_id}"}}]\'.'
-        )
-        raise
-    if job.status == "error" and "killed command" in (job.stderr or ""):
-        # CoCalc discards the output of a job killed at its timeout.
-        raise CoCalcMagicError(
-            "project exec",
-            f"async job {job.job_id} was killed at its {timeout:g} s timeout",
-            hint="pass a larger --timeout (in seconds).",
-            project_id=request.project_id,
-            where=where,
-        )
-    return job, job.job_id
 
 
 def start_project(

@@ -39,6 +39,7 @@ class Expander:
     def __init__(self, namespace: Mapping[str, Any]) -> None:
         self._namespace = namespace
         self._values: dict[str, str] = {}
+        self._objects: dict[str, Any] = {}
 
     def expand(self, text: str) -> str:
         """Return ``text`` with every ``{expression}`` field replaced."""
@@ -63,12 +64,32 @@ class Expander:
                 position += 1
         return "".join(pieces)
 
+    def expand_value(self, text: str) -> Any:
+        """Return the object of ``text`` when it is one ``{expression}``, else expand.
+
+        An option that names a collection (``--projects {my_ids}``) needs the
+        object itself: its ``str`` would be the list's repr.
+        """
+        stripped = text.strip()
+        if (
+            stripped.startswith("{")
+            and not stripped.startswith("{{")
+            and self._find_closing_brace(stripped, 0, shell=False) == len(stripped) - 1
+        ):
+            return self._object(stripped[1:-1])
+        return self.expand(text)
+
+    def _object(self, expression: str) -> Any:
+        if expression not in self._objects:
+            self._objects[expression] = self._evaluate(expression)
+        return self._objects[expression]
+
     def _expand_field(self, expression: str) -> str:
         if expression == "":
             return "{}"
 
         if expression not in self._values:
-            self._values[expression] = str(self._evaluate(expression))
+            self._values[expression] = str(self._object(expression))
         return self._values[expression]
 
     def _evaluate(self, expression: str) -> Any:

@@ -39,5 +39,22 @@ def unload(shell) -> None:
 
     if magics in shell.configurables:
         shell.configurables.remove(magics)
+    _stop_job_watchers()
     magics.session.close()
     logger.debug("unregistered the CoCalc magics")
+
+
+def _stop_job_watchers() -> None:
+    """Stop the threads that follow background jobs; the jobs keep running.
+
+    Their ids stay in the job ledger, so ``%cocalc jobs`` after the next load
+    finds them and watches them again.
+    """
+    import sys
+
+    # Only a session that ran a job has imported the job layer.
+    if "cocalc_magics.jobs" not in sys.modules:
+        return
+    from cocalc_magics.jobs import stop_watchers
+
+    stop_watchers()

@@ -199,13 +199,21 @@ def _start_if_stopped(magics: CoCalcMagics, project_id: str) -> None:
 
     Without it the bridge would start the project silently inside the call.
     """
-    from cocalc_magics.magics.execution import is_running, start_project
+    from cocalc_magics.magics.execution import (
+        is_running,
+        not_running_error,
+        start_project,
+    )
 
     running_projects = magics.session.running_projects
-    if not magics.start_stopped_projects or project_id in running_projects:
+    if project_id in running_projects:
         return
     connection = magics.session.connection
     if not is_running(connection, project_id):
+        if not magics.start_stopped_projects:
+            raise not_running_error(
+                "jupyter execute", project_id, magics.session.where()
+            )
         start_project(
             connection,
             project_id,

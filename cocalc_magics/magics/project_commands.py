@@ -13,6 +13,11 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from cocalc_magics.magics.arguments import parse_words
 from cocalc_magics.magics.errors import CoCalcMagicError
 from cocalc_magics.magics.execution import start_project
+from cocalc_magics.magics.fanout_commands import (
+    fanout_project_options,
+    require_projects,
+    run_project_many,
+)
 from cocalc_magics.magics.registry import LineContext, reported, subcommand
 from cocalc_magics.magics.rendering import show_fields, show_notice, show_table
 
@@ -64,11 +69,16 @@ def ping(magics: CoCalcMagics, options):
 )
 @magic_arguments("cocalc status")
 @_PROJECT_OPTION
+@fanout_project_options(dry_run=False)
 def status(magics: CoCalcMagics, options):
     """Show the state and status of the project through hub calls only.
 
-    Unlike any project call, this does not start a stopped project.
+    Unlike any project call, this does not start a stopped project. With
+    ``--projects`` it shows one row per project instead.
     """
+    if getattr(options, "projects", None) is not None:
+        return run_project_many(magics, "status", options)
+    require_projects(options, "status")
     with reported(magics, "project status", options.project):
         project_id = magics.session.project_id(options.project)
         state = magics.session.connection.project_state(project_id=project_id)
@@ -94,8 +104,12 @@ def status(magics: CoCalcMagics, options):
     metavar="SECONDS",
     help="seconds to wait (default: CoCalcMagics.start_timeout).",
 )
+@fanout_project_options(dry_run=True)
 def start(magics: CoCalcMagics, options):
-    """Start the project and wait until its API responds."""
+    """Start the project (with ``--projects``: each) and wait until it responds."""
+    if getattr(options, "projects", None) is not None:
+        return run_project_many(magics, "start", options)
+    require_projects(options, "start")
     timeout = options.timeout or magics.start_timeout
     with reported(magics, "project start", options.project):
         project_id = magics.session.project_id(options.project)
@@ -111,8 +125,12 @@ def start(magics: CoCalcMagics, options):
 @subcommand("stop", summary="stop the project", example="%cocalc stop")
 @magic_arguments("cocalc stop")
 @_PROJECT_OPTION
+@fanout_project_options(dry_run=True)
 def stop(magics: CoCalcMagics, options):
-    """Stop the project; running commands and kernels in it end."""
+    """Stop the project (with ``--projects``: each); its commands and kernels end."""
+    if getattr(options, "projects", None) is not None:
+        return run_project_many(magics, "stop", options)
+    require_projects(options, "stop")
     with reported(magics, "project stop", options.project):
         project_id = magics.session.project_id(options.project)
         magics.session.connection.stop_project(project_id=project_id)

@@ -97,6 +97,13 @@ def overview() -> str:
         "With --kernel NAME the code runs on that Jupyter kernel of the project and",
         "its outputs show here; --session S replays earlier inputs to keep state.",
         "",
+        "Commands run as jobs: output streams while they run, Ctrl-C stops the",
+        "remote process group (SIGINT, SIGTERM, SIGKILL), --detach leaves it",
+        "running, --bg returns at once with a live display; %cocalc jobs lists them.",
+        "--projects IDS|{list}|@FILE|title:TEXT runs exec, start, stop or status in",
+        "many projects with a live grid (--concurrency N, --dry-run);",
+        "%cocalc retry reruns the failed ones. %cocalc panel shows a live dashboard.",
+        "",
         "Example::",
         "",
         "  In [1]: %load_ext cocalc_magics",
@@ -106,5 +113,7 @@ def overview() -> str:
         "     ...: ls -la ~",
         "  In [5]: %%cocalc_exec --kernel python3 --session work",
         "     ...: total = sum(range(10))",
+        "  In [6]: %cocalc exec --bg --out train -- python train.py",
+        "  In [7]: %cocalc exec --projects title:Lab --dry-run -- ls lab1",
     ]
     return "\n".join(lines)

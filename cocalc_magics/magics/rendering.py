@@ -154,9 +154,18 @@ def show_command_output(result, *, budget: int, variable: str) -> None:
     shown_stderr = cut_to_budget(result.stderr, stderr_budget)
     write_stream(sys.stdout, shown_stdout.text)
     write_stream(sys.stderr, shown_stderr.text)
+    show_output_notices(
+        result,
+        budget=budget,
+        variable=variable,
+        was_cut=shown_stdout.was_cut or shown_stderr.was_cut,
+    )
 
+
+def show_output_notices(result, *, budget: int, variable: str, was_cut: bool) -> None:
+    """Say where the full output is when the display or the server cut it."""
     notices = []
-    if shown_stdout.was_cut or shown_stderr.was_cut:
+    if was_cut:
         notices.append(
             f"Output cut to {budget} bytes for display; the full text is in "
             f"{variable}.stdout and {variable}.stderr."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
@@ -66,8 +67,19 @@ class Session:
         return connection.host
 
     def project_id(self, explicit: str | None = None) -> str:
-        """Return the project to address, raising ``UsageError`` if there is none."""
-        project_id = explicit or self.connection.project_id
+        """Return the project to address, raising ``UsageError`` if there is none.
+
+        An explicit ``--project`` value must be a UUID; it is returned in lowercase.
+        """
+        if explicit:
+            try:
+                return str(uuid.UUID(explicit.strip()))
+            except ValueError:
+                raise UsageError(
+                    f"invalid project id {explicit!r} for --project: it must be a "
+                    "UUID; %cocalc projects lists the ids of your projects."
+                ) from None
+        project_id = self.connection.project_id
         if not project_id:
             raise UsageError(
                 "no project is set; pass --project PROJECT_ID, set COCALC_PROJECT_ID, "

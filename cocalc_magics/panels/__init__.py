@@ -11,21 +11,16 @@ ipywidgets ``VBox`` that refreshes itself in a background thread until closed.
 summary (:func:`summarize_panel`) where widgets cannot run.
 
 The widget classes are imported on first use, so this package can be imported, and
-summaries made, without ipywidgets.
+summaries made, without ipywidgets. The summary functions are imported on first
+use too, so importing the package (as ``%load_ext`` does) does not import the
+client.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cocalc_magics.panels.display import (
-    PANEL_KINDS,
-    PanelSummary,
-    show_panel,
-    summarize_panel,
-    widget_frontend_available,
-    widgets_importable,
-)
+from cocalc_magics.panels.kinds import PANEL_KINDS
 
 __all__ = [
     "PANEL_KINDS",
@@ -42,6 +37,16 @@ __all__ = [
     "widgets_importable",
 ]
 
+# Names served by the text-summary modules, which import the client (and so
+# requests); they are loaded on first use, like the widget classes.
+_SUMMARY_NAMES = {
+    "PanelSummary",
+    "show_panel",
+    "summarize_panel",
+    "widget_frontend_available",
+    "widgets_importable",
+}
+
 _WIDGET_CLASSES = {
     "Panel": "cocalc_magics.panels.base",
     "StatePanel": "cocalc_magics.panels.state",
@@ -53,6 +58,10 @@ _WIDGET_CLASSES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUMMARY_NAMES:
+        from cocalc_magics.panels import display
+
+        return getattr(display, name)
     home = _WIDGET_CLASSES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

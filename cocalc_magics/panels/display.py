@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cocalc_magics.panels.kinds import PANEL_KINDS
 from cocalc_magics.panels.snapshot import fetch_project, quota_uses
 from cocalc_magics.panels.summary import (
     Section,
@@ -41,13 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Panel kinds and the widget class of each, in ``cocalc_magics.panels``.
-PANEL_KINDS = {
-    "project": "ProjectPanel",
-    "state": "StatePanel",
-    "quotas": "QuotasPanel",
-    "kernels": "KernelsPanel",
-    "jobs": "JobsPanel",
-}
 WIDGETS_NOTICE = (
     "Interactive CoCalc panels need ipywidgets (pip install ipywidgets); "
     "showing a summary instead."

@@ -1,7 +1,8 @@
 """``%cocalc panel``: the project dashboard, or one of its parts, from a magic.
 
 Importing this module registers the subcommand with the magics' table, so the
-magics enable it with one import. Where widgets cannot run (terminal IPython, no
+magics enable it with one import. It imports the panels (and through them the
+client) only when a panel is shown, so that ``%load_ext`` stays light. Where widgets cannot run (terminal IPython, no
 ipywidgets) the same command shows a text or HTML summary.
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from cocalc_magics.magics.registry import reported, subcommand
-from cocalc_magics.panels.display import PANEL_KINDS, show_panel
+from cocalc_magics.panels.kinds import PANEL_KINDS
 
 if TYPE_CHECKING:
     from cocalc_magics.magics.core import CoCalcMagics
@@ -51,6 +52,8 @@ def panel(magics: CoCalcMagics, options):
     The panel reads the project through hub calls only, so it never starts a
     stopped project. Only its Start and Restart buttons start the project.
     """
+    from cocalc_magics.panels.display import show_panel
+
     with reported(magics, "panel", options.project):
         project_id = magics.session.project_id(options.project)
         show_panel(

@@ -32,15 +32,44 @@ def test_foreground_writes_only_new_text(capsys):
 
 def test_foreground_budget_cut(capsys):
     job = offline_job()
-    view = ForegroundView(job, budget=10)
+    view = ForegroundView(job, budget=20)
     job.stdout = "0123456789abcdef"
     view.update(job)
     job.stdout += "more"
     view.update(job)
     out = capsys.readouterr().out
-    assert out.startswith("0123456789\n… output beyond 10 bytes is not shown")
-    assert "more" not in out
+    assert out.startswith("0123456789\n… more stdout is held back")
+    assert "more" not in out.split("\n", 2)[-1]
+    assert view.shown_everything
+
+
+def test_foreground_shows_head_and_tail(capsys):
+    job = offline_job(status="completed", exit_code=0)
+    view = ForegroundView(job, budget=40)
+    lines = [f"line {i:03d}" for i in range(100)]
+    job.stdout = "\n".join(lines) + "\n"
+    view.update(job)
+    view.finish(job)
+    out = capsys.readouterr().out
+    assert out.startswith("line 000\nline 001\n")
+    assert "lines (" in out and "bytes) omitted" in out
+    assert "line 099\n" in out
+    assert "line 050" not in out
     assert not view.shown_everything
+
+
+def test_foreground_tail_fits_without_marker(capsys):
+    job = offline_job(status="completed", exit_code=0)
+    view = ForegroundView(job, budget=40)
+    job.stdout = "a" * 15 + "\n"
+    view.update(job)
+    job.stdout += "b" * 10 + "\n"
+    view.finish(job)
+    out = capsys.readouterr().out
+    shown = [line for line in out.splitlines() if not line.startswith(("…", "CoCalc"))]
+    assert "".join(shown) == "a" * 15 + "b" * 10
+    assert "omitted" not in out
+    assert view.shown_everything
 
 
 def test_background_plain_text(capsys):

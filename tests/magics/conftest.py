@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.support.fake_server import FakeCoCalc
 from tests.support.local_server import local_server  # noqa: F401 - a fixture
+
+
+@pytest.fixture(autouse=True)
+def job_ledger(monkeypatch, tmp_path):
+    """A job ledger of the test's own, so jobs of other tests never show up."""
+    directory = tmp_path / "data"
+    monkeypatch.setenv("COCALC_MAGICS_DATA_DIR", str(directory))
+    return directory / "jobs.sqlite3"
 
 
 @pytest.fixture
@@ -63,6 +73,49 @@ def reply_to_exec(request):
             "pid": 42,
         }
     return {"type": "blocking", "stdout": "ok\n", "stderr": "", "exit_code": 0}
+
+
+def job_responder(final_for):
+    """Reply to system.exec like CoCalc's async jobs, with a scripted outcome.
+
+    ``final_for(command)`` returns the job's final ``stdout``, ``stderr`` and
+    ``exit_code`` (a dict, or a ``Reply`` to send instead). The start reply says
+    "running" with no output; the first ``async_get`` of the job completes it.
+    """
+    finals: dict[str, dict] = {}
+    counter = itertools.count(1)
+
+    def respond(request):
+        options = request.args[0]
+        if "async_get" in options:
+            job_id = options["async_get"]
+            final = finals.get(job_id, {"stdout": "", "stderr": "", "exit_code": 0})
+            return {
+                "type": "async",
+                "job_id": job_id,
+                "status": "completed",
+                "start": 1,
+                "elapsed_s": 0.1,
+                "stats": [],
+                **final,
+            }
+        final = final_for(options.get("command", ""))
+        if not isinstance(final, dict):
+            return final
+        job_id = f"job-{next(counter)}"
+        finals[job_id] = final
+        return {
+            "type": "async",
+            "job_id": job_id,
+            "status": "running",
+            "stdout": "",
+            "stderr": "",
+            "exit_code": 0,
+            "start": 1,
+            "pid": 42,
+        }
+
+    return respond
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import nbformat
-from tests.magics.conftest import CANARY_KEY
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from tests.magics.conftest import CANARY_KEY, job_responder
 from tests.support.fake_server import Reply
 
 
@@ -43,26 +43,20 @@ def outputs_of(cell, output_type):
 
 
 def test_streams_and_errors_in_notebook(fake, tmp_path):
-    def responder(request):
-        if "fail" in request.args[0]["command"]:
-            return Reply.json(
-                {
-                    "type": "blocking",
-                    "stdout": "after\n",
-                    "stderr": "grep: haystack.txt\n",
-                    "exit_code": 2,
-                }
-            )
-        return Reply.json(
-            {
-                "type": "blocking",
-                "stdout": "\x1b[31mred\x1b[0m <b>x</b>\n",
-                "stderr": "warn\n",
-                "exit_code": 0,
+    def final_for(command):
+        if "fail" in command:
+            return {
+                "stdout": "after\n",
+                "stderr": "grep: haystack.txt\n",
+                "exit_code": 2,
             }
-        )
+        return {
+            "stdout": "\x1b[31mred\x1b[0m <b>x</b>\n",
+            "stderr": "warn\n",
+            "exit_code": 0,
+        }
 
-    fake.on("system.exec", responder)
+    fake.on("system.exec", job_responder(final_for))
     notebook = run_notebook(
         [
             "%load_ext cocalc_magics",
@@ -88,12 +82,12 @@ def test_streams_and_errors_in_notebook(fake, tmp_path):
 
 
 def test_key_never_saved(fake, tmp_path):
-    def responder(request):
-        if "unauthorized" in request.args[0]["command"]:
+    def final_for(command):
+        if "unauthorized" in command:
             return Reply.json({"error": "invalid api key"}, status=401)
-        return {"type": "blocking", "stdout": "", "stderr": "", "exit_code": 0}
+        return {"stdout": "", "stderr": "", "exit_code": 0}
 
-    fake.on("system.exec", responder)
+    fake.on("system.exec", job_responder(final_for))
     path = tmp_path / "secrets.ipynb"
     run_notebook(
         [
@@ -128,9 +122,9 @@ def test_key_never_saved(fake, tmp_path):
 def test_huge_output_capped(fake, tmp_path):
     lines = "".join(f"log line {i}\n" for i in range(2_000_000))
 
-    fake.script(
+    fake.on(
         "system.exec",
-        {"type": "blocking", "stdout": lines, "stderr": "", "exit_code": 0},
+        job_responder(lambda command: {"stdout": lines, "stderr": "", "exit_code": 0}),
     )
     notebook = run_notebook(
         [
@@ -159,9 +153,9 @@ def test_c_locale_kernel(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("LC_ALL", "C")
     monkeypatch.delenv("PYTHONIOENCODING", raising=False)
 
-    fake.script(
+    fake.on(
         "system.exec",
-        {"type": "blocking", "stdout": text, "stderr": "", "exit_code": 0},
+        job_responder(lambda command: {"stdout": text, "stderr": "", "exit_code": 0}),
     )
     notebook = run_notebook(
         [
@@ -172,5 +166,5 @@ def test_c_locale_kernel(fake, tmp_path, monkeypatch):
     )
     (stream,) = outputs_of(notebook.cells[1], "stream")
     assert stream.text == text
-    (request,) = [r for r in fake.requests if r.name == "system.exec"]
+    request = fake.requests_for("system.exec")[0]
     assert request.args[0]["command"] == 'echo "Grüße, 你好, Ωμέγα, 🚀"\n'

@@ -11,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
+from cocalc_magics.jobs import JobInterrupted
 from cocalc_magics.magics.errors import CoCalcMagicError, CommandFailedError
 
 
@@ -59,7 +60,9 @@ class TestExec:
             ].session.connection.project_id
         )
         assert result.command == "echo 42"
-        assert result.job_id is None
+        assert result.job_id
+        assert result.job.job_id == result.job_id
+        assert result.status == "completed"
 
     def test_quiet_shows_nothing(self, run):
         _, captured = run("exec --quiet -- echo hidden")
@@ -109,32 +112,49 @@ class TestExec:
         assert result.job_id
         assert captured.stdout == "done\n"
 
-    def test_interrupt_names_job(self, shell, on_local_server, magics):
+    def test_interrupt_stops_remote_process(self, shell, on_local_server, magics):
+        magics.interrupt_grace = [1.0, 1.0, 1.0]
         timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:
-            with capture_output() as captured, pytest.raises(KeyboardInterrupt):
-                shell.run_line_magic("cocalc", "exec --timeout 120 -- sleep 30")
+            with capture_output() as captured, pytest.raises(JobInterrupted) as caught:
+                shell.run_line_magic(
+                    "cocalc", "exec --timeout 120 -- echo started; sleep 30"
+                )
         finally:
             timer.cancel()
 
-        text = notices(captured)
-        match = re.search(r"async job (\S+) keeps running", text)
-        assert match, text
-        connection = magics.session.connection
-        job = connection.async_get(match.group(1))
-        assert job.running
-        connection.signal(job.pid, signal=9)
+        job = caught.value.job
+        assert captured.stdout.startswith("started\n")
+        assert f"stopping job {job.job_id}" in captured.stderr
+        assert job.signals_sent[0] == "SIGINT"
+        assert job.status == "killed"
+        stored = shell.user_ns["_cocalc"]
+        assert stored.job_id == job.job_id
+        assert stored.stdout == "started\n"
+        remote = magics.session.connection.async_get(job.job_id)
+        assert not remote.running
 
-    def test_interrupt_blocking_names_timeout(self, shell, on_local_server):
+    def test_detach_leaves_job_running(self, shell, on_local_server, magics):
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:
             with capture_output() as captured, pytest.raises(KeyboardInterrupt):
-                shell.run_line_magic("cocalc", "exec --timeout 4 -- sleep 3")
+                shell.run_line_magic(
+                    "cocalc", "exec --detach --timeout 120 -- sleep 30"
+                )
         finally:
             timer.cancel()
-        assert "until its 4 s timeout" in notices(captured)
+
+        result = shell.user_ns["_cocalc"]
+        assert f"Detached: job {result.job_id}" in captured.stderr
+        connection = magics.session.connection
+        assert connection.async_get(result.job_id).running
+
+        with capture_output():
+            shell.run_line_magic("cocalc", f"job {result.job_id[:8]} --kill")
+        assert shell.user_ns["_cocalc"].status == "killed"
+        assert not connection.async_get(result.job_id).running
 
     def test_display_budget_cuts_output(self, shell, run, magics):
         magics.output_budget = 20_000

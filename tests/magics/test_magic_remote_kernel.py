@@ -13,13 +13,13 @@ import threading
 import time
 
 import pytest
-from tests.magics.conftest import CANARY_KEY
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from traitlets import TraitError
 
 from cocalc_magics.magics.errors import CoCalcMagicError
 from cocalc_magics.remote import RemoteKernelError, RemoteResult
+from tests.magics.conftest import CANARY_KEY
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -359,7 +359,7 @@ class TestDryRun:
 
         with capture_output():
             shell.run_cell_magic("cocalc_exec", line, "make\n")
-        (sent,) = fake.requests_for("system.exec")
+        sent = fake.requests_for("system.exec")[0]
         assert described["json"] == sent.json
 
     def test_kernel_dry_run_is_the_body_sent(self, shell, fake):

@@ -11,17 +11,22 @@ import json
 import time
 
 import pytest
-from tests.magics.conftest import CANARY_KEY, PROJECT_ID
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from cocalc_magics.magics.errors import CoCalcMagicError, CommandFailedError
+from tests.magics.conftest import CANARY_KEY, PROJECT_ID, job_responder
 from tests.support.fake_server import Reply
 
 
 def answer_exec(fake, payload, status=200):
     """Make the fake server reply to every system.exec with ``payload``."""
     fake.on("system.exec", lambda request: Reply.json(payload, status=status))
+
+
+def answer_job(fake, final):
+    """Make every command a job that ends with ``final`` (stdout, stderr, exit)."""
+    fake.on("system.exec", job_responder(lambda command: dict(final)))
 
 
 def exec_requests(fake):
@@ -147,12 +152,12 @@ class TestCellBody:
 
 
 class TestUnitsAndLimits:
-    def test_short_command_is_one_blocking_request(self, shell, fake):
+    def test_short_command_runs_as_job(self, shell, fake):
         shell.run_line_magic("cocalc", "exec --timeout 10 sleep 5")
         (request,) = exec_requests(fake)
         assert request.args[0]["timeout"] == 10
-        assert request.json["timeout"] >= 10_000
-        assert not request.args[0].get("async_call")
+        assert request.args[0]["async_call"] is True
+        assert 1_000 <= request.json["timeout"] <= 60_000
         assert request.args[0]["err_on_exit"] is False
 
     def test_max_output_always_finite(self, shell, fake, magics):
@@ -197,7 +202,9 @@ class TestUnitsAndLimits:
             result = shell.run_line_magic("cocalc", "exec --timeout 600 train")
         assert result.job_id == "job-7"
         assert result.stdout == "1\n2\n"
-        assert captured.stdout == "1\n2\n"
+        # Only the new part is written on each poll, so nothing repeats.
+        assert captured.stdout.startswith("1\n2\n")
+        assert captured.stdout.count("1\n") == 1
         assert len(fake.requests_for("system.exec")) == 4
 
     def test_job_killed_at_timeout(self, shell, fake):
@@ -213,7 +220,9 @@ class TestUnitsAndLimits:
             outcome = shell.run_cell("%cocalc exec --timeout 120 -- sleep 500")
         error = outcome.error_in_exec
         assert isinstance(error, CoCalcMagicError)
-        assert "job-9 was killed at its 120 s timeout" in str(error)
+        assert isinstance(error, CommandFailedError)
+        assert "job-9" in str(error)
+        assert "timed out" in str(error)
         assert "--timeout" in error.hint
 
     def test_compute_server_is_integer(self, shell, fake):
@@ -254,7 +263,6 @@ class TestDryRun:
 
 
 FAILING = {
-    "type": "blocking",
     "stdout": "after\n",
     "stderr": "grep: haystack.txt: No such file or directory\n",
     "exit_code": 2,
@@ -263,7 +271,7 @@ FAILING = {
 
 class TestFailingCommands:
     def test_output_shown_then_raises(self, shell, fake):
-        answer_exec(fake, FAILING)
+        answer_job(fake, FAILING)
         with capture_output() as captured, pytest.raises(CommandFailedError) as caught:
             shell.run_cell_magic(
                 "cocalc_exec",
@@ -278,7 +286,7 @@ class TestFailingCommands:
         assert PROJECT_ID in rendered
 
     def test_no_raise_keeps_result(self, shell, fake):
-        answer_exec(fake, FAILING)
+        answer_job(fake, FAILING)
         with capture_output() as captured:
             shell.run_cell_magic("cocalc_exec", "--no-raise --out r", "exit 2\n")
         result = shell.user_ns["r"]
@@ -289,22 +297,20 @@ class TestFailingCommands:
         assert any("exit code 2" in o.data["text/plain"] for o in captured.outputs)
 
     def test_line_form_returns_result(self, shell, fake):
-        answer_exec(
-            fake, {"type": "blocking", "stdout": "", "stderr": "", "exit_code": 1}
-        )
+        answer_job(fake, {"stdout": "", "stderr": "", "exit_code": 1})
         result = shell.run_line_magic("cocalc", "exec --no-raise false")
         assert result.exit_code == 1
         assert not result.ok
 
     def test_raise_on_failure_trait(self, shell, fake, magics):
-        answer_exec(fake, FAILING)
+        answer_job(fake, FAILING)
         magics.raise_on_failure = False
         with capture_output():
             result = shell.run_line_magic("cocalc", "exec false")
         assert result.exit_code == 2
 
     def test_run_cell_stops_with_short_error(self, shell, fake):
-        answer_exec(fake, FAILING)
+        answer_job(fake, FAILING)
         with capture_output() as captured:
             outcome = shell.run_cell("%cocalc exec false\nafter_failure = 1")
         assert isinstance(outcome.error_in_exec, CommandFailedError)

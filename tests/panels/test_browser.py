@@ -52,8 +52,6 @@ pytestmark = [
 JOB_COMMAND = 'for i in $(seq 1 20); do echo "$((i * 5))%"; sleep 0.6; done'
 JOB_CELL = f"""\
 %load_ext cocalc_magics
-# Registers %cocalc panel, in case the magics do not import it themselves.
-import cocalc_magics.panels.magic
 from cocalc_magics.api import Connection
 from cocalc_magics.jobs import Job
 
@@ -159,4 +157,3 @@ def test_panel_in_browser(lab, server, page):
     page.locator(".cocalc-state[data-state='opened']").wait_for(timeout=30_000)
     assert "stopped" in panel.locator(".cocalc-state").first.inner_text()
     panel.screenshot(path=str(ARTIFACTS / "panel-stopped.png"))
-
