@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -21,9 +18,10 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from tests.support.notebooks import assert_nbval_passed, run_nbval
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPOSITORY / "notebooks" / "remote-jupyter.ipynb"
-SANITIZE = REPOSITORY / "notebooks" / "sanitize.cfg"
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -186,42 +184,8 @@ def test_very_long_output_capped_in_notebook(server_environment, tmp_path):
     assert (tmp_path / "long.ipynb").stat().st_size < 1_500_000
 
 
-@pytest.fixture
-def local_dir(tmp_path):
-    """An isolated data dir for the notebook's local server, stopped afterwards."""
-    from cocalc_magics.server import stop_local_server
-
-    data_dir = tmp_path / "local-server"
-    yield data_dir
-    stop_local_server(data_dir)
-
-
-def test_notebook_passes_nbval(local_dir, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval",
-            str(NOTEBOOK),
-            "--nbval-sanitize-with",
-            str(SANITIZE),
-            "--nbval-current-env",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "COCALC_MAGICS_LOCAL_DIR": str(local_dir)},
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+def test_notebook_passes_nbval(tmp_path):
+    assert_nbval_passed(run_nbval(NOTEBOOK, tmp_path))
 
 
 def test_notebook_covers_the_feature():
