@@ -22,9 +22,10 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,6 +164,33 @@ class LedgerEntry:
         return values
 
 
+# Each thread keeps one open connection, to the ledger file it used last. Opening
+# a connection costs about a millisecond, and every command writes the ledger
+# several times. sqlite3 connections may not cross threads, so they are kept per
+# thread; a thread's connection is closed when the thread ends or moves to another
+# file, so a process holds at most one per thread.
+_local = threading.local()
+
+
+def _thread_connection(path: Path) -> sqlite3.Connection:
+    cached = getattr(_local, "connection", None)
+    # A file deleted since then needs a new connection, or writes would go to the
+    # deleted file.
+    if cached is not None and _local.path == path and path.exists():
+        return cached
+    if cached is not None:
+        cached.close()
+
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    db.row_factory = sqlite3.Row
+    # With WAL, NORMAL syncs at checkpoints only: a crash of the kernel loses
+    # nothing, a power cut at most the last writes.
+    db.execute("PRAGMA synchronous=NORMAL")
+    _local.connection = db
+    _local.path = path
+    return db
+
+
 class JobLedger:
     """The SQLite file of known jobs; see the module docstring.
 
@@ -197,14 +225,10 @@ class JobLedger:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """Open a connection for one operation; commit on success, roll back on error."""
-        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)) as db:
-            db.row_factory = sqlite3.Row
-            # With WAL, NORMAL syncs at checkpoints only: a crash of the kernel
-            # loses nothing, a power cut at most the last writes.
-            db.execute("PRAGMA synchronous=NORMAL")
-            with db:
-                yield db
+        """Give one operation a connection; commit on success, roll back on error."""
+        db = _thread_connection(self.path)
+        with db:
+            yield db
 
     def add(self, entry: LedgerEntry) -> None:
         """Insert *entry*, or replace the stored entry of the same job."""
