@@ -25,7 +25,10 @@ def run_checks(magics: CoCalcMagics, project_id: str | None) -> list[str]:
     except CoCalcError as error:
         return lines + [_failure("settings", error)]
 
-    lines += [f"{OK} {line}" for line in connection.settings.describe()]
+    for line in connection.settings.describe():
+        # describe() writes "<field>: not set; <how to set it>" for a missing value.
+        mark = WARN if ": not set" in line else OK
+        lines.append(f"{mark} {line}")
     missing = connection.settings.missing()
     if "api_key" in missing:
         return lines + [

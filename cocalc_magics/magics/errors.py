@@ -53,9 +53,12 @@ class CoCalcMagicError(Exception):
         super().__init__(self._headline())
 
     def _headline(self) -> str:
-        target = f"project {_short_id(self.project_id)}" if self.project_id else ""
-        place = f" on {self.where}" if self.where else ""
-        context = f" ({target}{place})" if target or place else ""
+        parts = []
+        if self.project_id:
+            parts.append(f"project {_short_id(self.project_id)}")
+        if self.where:
+            parts.append(f"on {self.where}")
+        context = f" ({' '.join(parts)})" if parts else ""
         return f"{self.operation}{context}: {self.message}"
 
     def _render_traceback_(self) -> list[str]:

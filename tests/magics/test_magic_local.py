@@ -296,6 +296,9 @@ class TestSetupSubcommands:
         text = notices(captured)
         assert "no API key" in text
         assert "%cocalc local" in text
+        key_lines = [line for line in text.splitlines() if "API key: not set" in line]
+        assert key_lines
+        assert all(line.startswith("[warn]") for line in key_lines)
 
     def test_connect_key_from_env(self, shell, magics, monkeypatch, on_local_server):
         monkeypatch.setenv("MY_COCALC_KEY", on_local_server.api_key)

@@ -157,3 +157,25 @@ def test_result_repr_is_short():
     assert result.job_id == "job-1"
     assert "local server" in text
     assert result.ok
+
+
+def test_error_headline_without_project():
+    from cocalc_magics.magics.errors import CoCalcMagicError
+
+    error = CoCalcMagicError("config", "bad value", where="local server")
+    headline = error._render_traceback_()[0]
+    assert headline.endswith("config (on local server): bad value")
+
+
+def test_error_headline_with_project():
+    from cocalc_magics.magics.errors import CoCalcMagicError
+
+    error = CoCalcMagicError(
+        "project exec",
+        "failed",
+        project_id="11111111-2222-3333-4444-555555555555",
+        where="local server",
+    )
+    headline = error._render_traceback_()[0]
+    assert "(project 11111111" in headline
+    assert "on local server): failed" in headline
