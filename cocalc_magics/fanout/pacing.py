@@ -57,7 +57,7 @@ class Pacer:
     backoff_base : float
         Seconds of the first pause after a busy response.
     backoff_max : float
-        Longest pause in seconds.
+        Maximum pause in seconds.
     max_attempts : int
         Attempts of one call, the first included, before its error is raised.
     clock, sleep
@@ -127,7 +127,7 @@ class Pacer:
         return max((1.0 - self._tokens) / self.max_rate, 1e-3)
 
     def record_success(self) -> None:
-        """Reset the doubling of the pause after an answer that was not busy."""
+        """Reset the doubling of the pause after a response that was not busy."""
         with self._lock:
             self._failures = 0
 

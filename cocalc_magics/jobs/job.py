@@ -165,7 +165,17 @@ class Job:
     # Creating jobs.
 
     @classmethod
-    def start(
+    def start(cls, connection: Connection, command: str, **options: Any) -> Job:
+        """Start *command* as an async job and record it in the ledger.
+
+        Takes the options of :meth:`launch`.
+        """
+        job = cls.launch(connection, command, **options)
+        job.register()
+        return job
+
+    @classmethod
+    def launch(
         cls,
         connection: Connection,
         command: str,
@@ -180,11 +190,11 @@ class Job:
         max_output: int | None = None,
         compute_server_id: int = 0,
     ) -> Job:
-        """Start *command* as an async job and record it in the ledger.
+        """Start *command* as an async job without recording it yet.
 
         Parameters are those of ``Connection.exec_async``; ``timeout`` is in
         seconds (0 for no limit). The ledger defaults to :class:`JobLedger` at its
-        default path.
+        default path. Call :meth:`register` to record the job.
         """
         record = connection.exec_async(
             command,
@@ -197,7 +207,7 @@ class Job:
             project_id=project_id,
             compute_server_id=compute_server_id,
         )
-        job = cls.from_start_reply(
+        return cls.from_start_reply(
             connection,
             record,
             command=command,
@@ -205,8 +215,6 @@ class Job:
             project_id=project_id,
             compute_server_id=compute_server_id,
         )
-        job.register()
-        return job
 
     @classmethod
     def from_start_reply(

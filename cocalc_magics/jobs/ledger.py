@@ -167,8 +167,8 @@ class LedgerEntry:
 # Each thread keeps one open connection, to the ledger file it used last. Opening
 # a connection costs about a millisecond, and every command writes the ledger
 # several times. sqlite3 connections may not cross threads, so they are kept per
-# thread; a thread's connection is closed when the thread ends or moves to another
-# file, so a process holds at most one per thread.
+# thread. A thread's connection is closed when the thread ends or moves to another
+# file, so a process keeps at most one per thread.
 _local = threading.local()
 
 

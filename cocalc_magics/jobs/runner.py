@@ -164,23 +164,17 @@ def run_job(
         )
     # NOTE: a Ctrl-C during this one request can leave a job that started on the
     # server without its id reaching us, so it is neither stopped nor recorded.
-    record = connection.exec_async(
+    job = Job.launch(
+        connection,
         command,
+        ledger=ledger,
+        project_id=project_id,
         bash=True,
         path=path,
         cwd=cwd,
         env=env,
         timeout=timeout,
         max_output=max_output,
-        project_id=project_id,
-        compute_server_id=compute_server_id,
-    )
-    job = Job.from_start_reply(
-        connection,
-        record,
-        command=command,
-        ledger=ledger,
-        project_id=project_id,
         compute_server_id=compute_server_id,
     )
     # From here on the job id is known, so a Ctrl-C at any later point stops

@@ -79,7 +79,7 @@ class CommandFailedError(CoCalcMagicError):
         if result.exit_code is not None:
             message = f"the command exited with code {result.exit_code}"
         else:
-            # Timed out, killed or lost: the job's summary says which.
+            # Timed out, killed or lost: the job's summary names which.
             message = f"the command did not complete: {result.summary()}"
         hint = "pass --no-raise to continue after a failing command."
         status = getattr(result, "status", None)

@@ -223,7 +223,7 @@ def start_project(
 ) -> None:
     """Start ``project_id`` and wait until it responds to pings, showing progress.
 
-    Raises ``CoCalcMagicError`` when the project does not answer by ``deadline``
+    Raises ``CoCalcMagicError`` when the project does not respond by ``deadline``
     (a ``time.monotonic()`` value).
     """
     handle = display(

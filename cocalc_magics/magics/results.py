@@ -33,7 +33,7 @@ class CommandResult:
         The exit code, or ``None`` when the job has none: it was killed by a
         signal, timed out, was lost, or still runs.
     duration_s
-        Wall-clock seconds from sending the request to the final answer.
+        Wall-clock seconds from sending the request to the final reply.
     project_id
         The project the command ran in.
     command

@@ -107,7 +107,7 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = path
-        # Create the file owner-only first: it holds key hashes and account data,
+        # Create the file owner-only first: it contains key hashes and account data,
         # and SQLite gives its -wal and -shm files the same mode.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
