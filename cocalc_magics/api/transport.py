@@ -27,6 +27,7 @@ goes to no host other than the configured one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -59,6 +60,7 @@ from cocalc_magics.api.http_errors import (
     translate_request_exception,
     translate_status,
 )
+from cocalc_magics.api.http_session import EnvironmentCachedSession
 from cocalc_magics.api.settings import (
     Settings,
     mask_key,
@@ -137,6 +139,13 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
+def _is_protected(host: str) -> bool:
+    """Return whether a key sent to *host* is safe on the wire: https or loopback."""
+    parts = urlsplit(host)
+    return parts.scheme == "https" or _is_loopback(parts.hostname or "")
+
+
 def _check_timeout_ms(timeout_ms: Any, name: str) -> int:
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
         raise TypeError(f"{name}: timeout_ms must be a number of milliseconds")
@@ -197,7 +206,7 @@ class BaseConnection:
         self._auth = _BearerAuth(settings.api_key) if settings.api_key else None
         self._urls = {name: f"{settings.host}/api/conat/{name}" for name in _ENDPOINTS}
         self._paths = {name: urlsplit(url).path for name, url in self._urls.items()}
-        self._session = requests.Session()
+        self._session = EnvironmentCachedSession()
         self._session.headers["User-Agent"] = (
             f"cocalc-magics/{__version__} {requests.utils.default_user_agent()}"
         )
@@ -519,9 +528,9 @@ class BaseConnection:
                 hint=f"Set COCALC_API_KEY or pass api_key. Current settings: {lines}",
             )
 
-        parts = urlsplit(self.host)
-        if parts.scheme == "https" or _is_loopback(parts.hostname or ""):
+        if _is_protected(self.host):
             return
+        parts = urlsplit(self.host)
         if not self.allow_insecure_http:
             raise InsecureTransportError(
                 name,
