@@ -251,21 +251,23 @@ class Job:
     def register(self) -> None:
         """Add the job to the ledger and apply its start record.
 
-        A ledger that cannot be opened or written (a read-only home directory,
-        say) is logged and left out: the job itself still works.
+        The entry is queued for the ledger's writer thread. A ledger that cannot
+        be opened (a read-only home directory, say) is logged and left out, and
+        a failed write is logged by the writer. The job itself still works.
         """
         logger.info("started job %s in project %s", self.job_id, self.project_id)
         try:
             if self._open_default_ledger:
-                self.ledger = JobLedger()
-            if self.ledger is not None:
-                self.ledger.add(self.to_entry())
-                self._saved_at = time.monotonic()
+                self.ledger = JobLedger.default()
         except (OSError, sqlite3.Error) as error:
             logger.warning(
                 "job %s is not recorded: the job ledger failed: %s", self.job_id, error
             )
             self.ledger = None
+        if self.ledger is not None:
+            # Queued: the writer thread stores it while the first poll is sent.
+            self.ledger.add_later(self.to_entry())
+            self._saved_at = time.monotonic()
         record = self._start_record
         if record is not None:
             self._start_record = None
@@ -469,21 +471,27 @@ class Job:
             site=self.site,
             project_id=self.project_id,
             job_id=self.job_id,
-            status=self.status,
             created_ms=now,
             updated_ms=now,
-            pid=self.pid,
-            command=self.command,
-            start_ms=self.start_ms,
-            exit_code=self.exit_code,
-            elapsed_s=self.elapsed_s,
-            stdout=self.stdout,
-            stderr=self.stderr,
-            message=self.message,
-            signals=list(self.signals_sent),
-            final=self.status in FINAL_STATUSES,
-            stats=[_sample_dict(sample) for sample in self.stats],
+            **self._state_columns(),
         )
+
+    def _state_columns(self) -> dict[str, Any]:
+        """Return the ledger columns that change while the job runs."""
+        return {
+            "status": self.status,
+            "pid": self.pid,
+            "command": self.command,
+            "start_ms": self.start_ms,
+            "exit_code": self.exit_code,
+            "elapsed_s": self.elapsed_s,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "message": self.message,
+            "signals": list(self.signals_sent),
+            "final": self.status in FINAL_STATUSES,
+            "stats": [_sample_dict(sample) for sample in self.stats],
+        }
 
     def _save(self, *, force: bool = False) -> None:
         if self.ledger is None:
@@ -494,19 +502,8 @@ class Job:
             return
         self._saved_at = now
         with self._lock:
-            entry = self.to_entry()
-        values = entry.to_row()
-        for key in ("site", "project_id", "job_id", "created_ms", "updated_ms"):
-            values.pop(key)
-        values["signals"] = entry.signals
-        values["stats"] = entry.stats
-        values["final"] = entry.final
-        try:
-            self.ledger.update(self.site, self.project_id, self.job_id, **values)
-        except (OSError, sqlite3.Error) as error:
-            logger.warning(
-                "job %s: writing the job ledger failed: %s", self.job_id, error
-            )
+            values = self._state_columns()
+        self.ledger.update_later(self.site, self.project_id, self.job_id, **values)
 
     # Actions.
 

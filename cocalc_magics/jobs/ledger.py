@@ -11,18 +11,22 @@ Location: ``$COCALC_MAGICS_DATA_DIR/jobs.sqlite3`` when that variable is set,
 else ``platformdirs.user_data_dir("cocalc-magics")/jobs.sqlite3``. The directory
 is created owner-only and the file is owner-only, because outputs can be private.
 
-Concurrency: each operation opens its own short SQLite connection in WAL mode with
-a busy timeout, so threads of one kernel and several kernels can use the same file
-at once. Writes are single statements or short transactions.
+Concurrency: each thread keeps one SQLite connection in WAL mode with a busy
+timeout, so threads of one kernel and several kernels can use the same file at
+once. Writes are single statements or short transactions. The writes that a
+running command makes (:meth:`JobLedger.add_later`, :meth:`JobLedger.update_later`)
+are queued for a writer thread that commits them in batches; every read and
+direct write of this process waits for that queue first. See
+:mod:`cocalc_magics.jobs.storage` for both, and for what a killed kernel can lose.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +36,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
+
+from cocalc_magics.jobs.storage import Statement, thread_connection, writer
 
 __all__ = [
     "DATA_DIR_VARIABLE",
@@ -46,8 +52,6 @@ logger = logging.getLogger(__name__)
 #: Environment variable naming the directory of ``jobs.sqlite3`` (used by tests).
 DATA_DIR_VARIABLE = "COCALC_MAGICS_DATA_DIR"
 LEDGER_FILE_NAME = "jobs.sqlite3"
-# Seconds a writer waits for another kernel's transaction before failing.
-BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -92,16 +96,22 @@ _COLUMNS = (
     "final",
     "stats",
 )
+_COLUMN_SET = frozenset(_COLUMNS)
 
 
 def default_ledger_path() -> Path:
     """Return the ledger file: under ``$COCALC_MAGICS_DATA_DIR`` or the user data dir."""
-    directory = os.environ.get(DATA_DIR_VARIABLE) or platformdirs.user_data_dir(
-        "cocalc-magics"
-    )
+    directory = os.environ.get(DATA_DIR_VARIABLE) or _user_data_dir()
     return Path(directory) / LEDGER_FILE_NAME
 
 
+@functools.cache
+def _user_data_dir() -> str:
+    # Computed once per process: a later change of HOME or XDG_DATA_HOME is not seen.
+    return platformdirs.user_data_dir("cocalc-magics")
+
+
+@functools.lru_cache(maxsize=64)
 def site_of(host: str) -> str:
     """Return the site URL *host* without user name, password, query or fragment."""
     parts = urlsplit(host)
@@ -164,31 +174,17 @@ class LedgerEntry:
         return values
 
 
-# Each thread keeps one open connection, to the ledger file it used last. Opening
-# a connection costs about a millisecond, and every command writes the ledger
-# several times. sqlite3 connections may not cross threads, so they are kept per
-# thread. A thread's connection is closed when the thread ends or moves to another
-# file, so a process keeps at most one per thread.
-_local = threading.local()
+def flush_pending_writes(timeout: float | None = None) -> bool:
+    """Write the queued ledger writes of this process now, and wait for them.
+
+    Returns False if some were still being written after *timeout* seconds.
+    """
+    return writer.flush(timeout)
 
 
-def _thread_connection(path: Path) -> sqlite3.Connection:
-    cached = getattr(_local, "connection", None)
-    # A file deleted since then needs a new connection, or writes would go to the
-    # deleted file.
-    if cached is not None and _local.path == path and path.exists():
-        return cached
-    if cached is not None:
-        cached.close()
-
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
-    db.row_factory = sqlite3.Row
-    # With WAL, NORMAL syncs at checkpoints only: a crash of the kernel loses
-    # nothing, a power cut at most the last writes.
-    db.execute("PRAGMA synchronous=NORMAL")
-    _local.connection = db
-    _local.path = path
-    return db
+def stop_writer() -> None:
+    """Write the queued ledger writes and end the writer thread."""
+    writer.stop()
 
 
 class JobLedger:
@@ -203,6 +199,19 @@ class JobLedger:
     # Files this process has already prepared. Preparing costs a few
     # milliseconds (directory, WAL mode, schema), and every command makes a ledger.
     _prepared: ClassVar[set[Path]] = set()
+    # The default ledger of each directory, which every command uses.
+    _defaults: ClassVar[dict[str, JobLedger]] = {}
+
+    @classmethod
+    def default(cls) -> JobLedger:
+        """Return the ledger at :func:`default_ledger_path`, one object per file."""
+        directory = os.environ.get(DATA_DIR_VARIABLE) or _user_data_dir()
+        ledger = cls._defaults.get(directory)
+        # A file deleted since then is prepared again by a new object.
+        if ledger is None or not os.path.exists(ledger.path):
+            ledger = cls(Path(directory) / LEDGER_FILE_NAME)
+            cls._defaults[directory] = ledger
+        return ledger
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
@@ -226,18 +235,21 @@ class JobLedger:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """Give one operation a connection; commit on success, roll back on error."""
-        db = _thread_connection(self.path)
+        db = thread_connection(self.path)
         with db:
             yield db
 
     def add(self, entry: LedgerEntry) -> None:
         """Insert *entry*, or replace the stored entry of the same job."""
-        row = entry.to_row()
-        names = ", ".join(row)
-        marks = ", ".join(f":{name}" for name in row)
+        sql, parameters = _insert_statement(entry.to_row())
+        writer.flush()
         with self._connect() as db:
-            db.execute(f"INSERT OR REPLACE INTO jobs ({names}) VALUES ({marks})", row)
-        logger.debug("ledger: stored job %s (%s)", entry.job_id, entry.status)
+            db.execute(sql, parameters)
+
+    def add_later(self, entry: LedgerEntry) -> None:
+        """Queue :meth:`add` of *entry* for the writer thread and return at once."""
+        sql, parameters = _insert_statement(entry.to_row())
+        writer.submit(Statement(self.path, sql, parameters, f"add job {entry.job_id}"))
 
     def update(self, site: str, project_id: str, job_id: str, **values: Any) -> bool:
         """Set the given columns of one job; ``updated_ms`` is set to now.
@@ -246,29 +258,25 @@ class JobLedger:
         another thread or kernel (a partial output, a "lost") cannot overwrite a
         harvested final record. Returns whether a row was changed.
         """
-        unknown = set(values) - set(_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
-        if "signals" in values:
-            values["signals"] = ",".join(values["signals"])
-        if "stats" in values:
-            values["stats"] = json.dumps(values["stats"])
-        if "final" in values:
-            values["final"] = int(values["final"])
-        values["updated_ms"] = _now_ms()
-
-        assignments = ", ".join(f"{name} = :{name}" for name in values)
-        key = {"key_site": site, "key_project": project_id, "key_job": job_id}
+        sql, parameters = _update_statement(site, project_id, job_id, values)
+        writer.flush()
         with self._connect() as db:
-            cursor = db.execute(
-                f"UPDATE jobs SET {assignments} WHERE site = :key_site AND "
-                "project_id = :key_project AND job_id = :key_job AND final = 0",
-                {**values, **key},
-            )
+            cursor = db.execute(sql, parameters)
         return cursor.rowcount > 0
+
+    def update_later(
+        self, site: str, project_id: str, job_id: str, **values: Any
+    ) -> None:
+        """Queue :meth:`update` for the writer thread and return at once.
+
+        Unknown columns raise ``ValueError`` here, before anything is queued.
+        """
+        sql, parameters = _update_statement(site, project_id, job_id, values)
+        writer.submit(Statement(self.path, sql, parameters, f"update job {job_id}"))
 
     def get(self, site: str, project_id: str, job_id: str) -> LedgerEntry | None:
         """Return the entry of one job, or None."""
+        writer.flush()
         with self._connect() as db:
             row = db.execute(
                 "SELECT * FROM jobs WHERE site = ? AND project_id = ? AND job_id = ?",
@@ -285,6 +293,7 @@ class JobLedger:
             query += " AND site = ?"
             parameters.append(site)
         query += " ORDER BY created_ms DESC"
+        writer.flush()
         with self._connect() as db:
             rows = db.execute(query, parameters).fetchall()
         return [LedgerEntry.from_row(row) for row in rows]
@@ -312,18 +321,51 @@ class JobLedger:
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(int(limit))
+        writer.flush()
         with self._connect() as db:
             rows = db.execute(query, parameters).fetchall()
         return [LedgerEntry.from_row(row) for row in rows]
 
     def forget(self, site: str, project_id: str, job_id: str) -> bool:
         """Delete one entry; return whether it existed."""
+        writer.flush()
         with self._connect() as db:
             cursor = db.execute(
                 "DELETE FROM jobs WHERE site = ? AND project_id = ? AND job_id = ?",
                 (site, project_id, job_id),
             )
         return cursor.rowcount > 0
+
+
+def _insert_statement(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    names = ", ".join(row)
+    marks = ", ".join(f":{name}" for name in row)
+    return f"INSERT OR REPLACE INTO jobs ({names}) VALUES ({marks})", row
+
+
+def _update_statement(
+    site: str, project_id: str, job_id: str, values: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Build the UPDATE of one non-final entry; ``updated_ms`` is set to now."""
+    unknown = values.keys() - _COLUMN_SET
+    if unknown:
+        raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
+    row = dict(values)
+    if "signals" in row:
+        row["signals"] = ",".join(row["signals"])
+    if "stats" in row:
+        row["stats"] = json.dumps(row["stats"])
+    if "final" in row:
+        row["final"] = int(row["final"])
+    row["updated_ms"] = _now_ms()
+
+    assignments = ", ".join(f"{name} = :{name}" for name in row)
+    sql = (
+        f"UPDATE jobs SET {assignments} WHERE site = :key_site AND "
+        "project_id = :key_project AND job_id = :key_job AND final = 0"
+    )
+    key = {"key_site": site, "key_project": project_id, "key_job": job_id}
+    return sql, {**row, **key}
 
 
 def _escape_like(text: str) -> str:

@@ -39,16 +39,16 @@ def unload(shell) -> None:
 
     if magics in shell.configurables:
         shell.configurables.remove(magics)
-    _stop_job_watchers()
+    _stop_job_threads()
     magics.session.close()
     logger.debug("unregistered the CoCalc magics")
 
 
-def _stop_job_watchers() -> None:
-    """Stop the threads that follow background jobs; the jobs keep running.
+def _stop_job_threads() -> None:
+    """Stop the threads that follow background jobs, and the ledger's writer.
 
-    Their ids stay in the job ledger, so ``%cocalc jobs`` after the next load
-    finds them and watches them again.
+    The jobs keep running. Their ids stay in the job ledger, so ``%cocalc jobs``
+    after the next load finds them and watches them again.
     """
     import sys
 
@@ -56,5 +56,8 @@ def _stop_job_watchers() -> None:
     if "cocalc_magics.jobs" not in sys.modules:
         return
     from cocalc_magics.jobs import stop_watchers
+    from cocalc_magics.jobs.ledger import stop_writer
 
     stop_watchers()
+    # After the watchers, so that their last ledger writes still land.
+    stop_writer()

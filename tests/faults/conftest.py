@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class SecretScan:
         return found
 
     def files(self) -> Iterator[Path]:
+        # Queued job-ledger writes land first, so the scan sees them.
+        if "cocalc_magics.jobs" in sys.modules:
+            from cocalc_magics.jobs.ledger import flush_pending_writes
+
+            flush_pending_writes(timeout=30)
         for root in self.roots:
             if root.exists():
                 yield from (path for path in root.rglob("*") if path.is_file())

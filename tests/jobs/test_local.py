@@ -24,6 +24,7 @@ from cocalc_magics.jobs import (
     show_job,
     stop_job,
 )
+from cocalc_magics.jobs.ledger import flush_pending_writes
 from tests.support.local_server import start_server, wait_until
 
 FAST_GRACE = (1.0, 1.0, 3.0)
@@ -334,6 +335,7 @@ def test_html_escapes_output(connection, ledger):
 
 def test_ledger_never_holds_key(connection, ledger, local_server):
     run_job(connection, "echo keyless", ledger=ledger)
+    assert flush_pending_writes(timeout=30)
     data = b"".join(
         path.read_bytes() for path in ledger.path.parent.iterdir() if path.is_file()
     )
