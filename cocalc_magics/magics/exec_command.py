@@ -66,11 +66,9 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     words = [word.text for word in context.words[1:]]
     # A first parse finds where the command starts. Its words are expanded only
     # where that works, because code for --kernel is not expanded at all.
-    options = parse_words(
-        exec_subcommand,
-        [_expand_or_keep(context.expander, word) for word in words],
-        usage_example=_EXEC_EXAMPLE,
-    )
+    unexpanded: list[str] = []
+    expanded = [_expand_or_keep(context.expander, word, unexpanded) for word in words]
+    options = parse_words(exec_subcommand, expanded, usage_example=_EXEC_EXAMPLE)
     if options is None:
         return None
 
@@ -81,17 +79,21 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     raw = command_text(context.line, context.words, 1 + option_count)
     if options.kernel:
         # Code for a kernel is left as typed, like a cell body: braces are syntax
-        # in most kernel languages. Only the options are expanded.
+        # in most kernel languages. Only the options are expanded, and parsed again
+        # without the code.
         option_words = words[:option_count]
         command = raw
+        options = parse_words(
+            exec_subcommand,
+            [context.expander.expand(word) for word in option_words],
+            usage_example=_EXEC_EXAMPLE,
+        )
     else:
         option_words = words
         command = context.expander.expand(raw)
-    options = parse_words(
-        exec_subcommand,
-        [context.expander.expand(word) for word in option_words],
-        usage_example=_EXEC_EXAMPLE,
-    )
+        for word in unexpanded:
+            # The first parse kept this word as typed: raise its expansion error.
+            context.expander.expand(word)
     if not command.strip():
         raise UsageError(f"no command given to run; for example: {_EXEC_EXAMPLE}")
     if options.projects is not None:
@@ -99,10 +101,11 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     return run_exec(magics, options, command)
 
 
-def _expand_or_keep(expander, word: str) -> str:
+def _expand_or_keep(expander, word: str, unexpanded: list[str]) -> str:
     try:
         return expander.expand(word)
     except UsageError:
+        unexpanded.append(word)
         return word
 
 
