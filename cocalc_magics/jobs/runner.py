@@ -12,9 +12,11 @@ drops the record.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cocalc_magics.jobs.follow import (
@@ -98,6 +100,36 @@ def _notice(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+@contextmanager
+def _defer_first_interrupt() -> Iterator[list[int]]:
+    """Defer the first Ctrl-C of the block; a second one interrupts it at once.
+
+    Yields a list that contains the signal number once a Ctrl-C was deferred.
+    Only the main thread receives signals, and a SIGINT handler other than
+    Python's default (a debugger's, say) is left alone, so there nothing is deferred.
+    """
+    deferred: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield deferred
+        return
+
+    def defer(signum, frame) -> None:
+        if deferred:
+            raise KeyboardInterrupt
+        deferred.append(signum)
+        _notice(
+            "Interrupt: waiting for the job id, so that the job can be stopped. "
+            "Press Ctrl-C again to stop waiting."
+        )
+
+    signal.signal(signal.SIGINT, defer)
+    try:
+        yield deferred
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_job(
     connection: Connection,
     command: str,
@@ -163,26 +195,42 @@ def run_job(
         raise ValueError(
             f"on_interrupt must be 'stop' or 'detach', not {on_interrupt!r}"
         )
-    # NOTE: a Ctrl-C during this one request can leave a job that started on the
-    # server without its id reaching us, so it is neither stopped nor recorded.
-    job = Job.launch(
-        connection,
-        command,
-        ledger=ledger,
-        project_id=project_id,
-        bash=True,
-        path=path,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-        max_output=max_output,
-        compute_server_id=compute_server_id,
-    )
+    # A Ctrl-C during the start request would leave a job that started on the
+    # server without its id reaching us, so the first one waits for the reply.
+    with _defer_first_interrupt() as deferred:
+        try:
+            job = Job.launch(
+                connection,
+                command,
+                ledger=ledger,
+                project_id=project_id,
+                bash=True,
+                path=path,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                max_output=max_output,
+                compute_server_id=compute_server_id,
+            )
+        except KeyboardInterrupt:
+            # NOTE: the second Ctrl-C (or one outside the main thread's default
+            # handler) still leaves such a job unrecorded, which the notice states.
+            target = project_id or connection.project_id
+            _notice(
+                "Interrupted before the job id arrived: the command may have "
+                f"started in project {target} without being recorded here. "
+                "%cocalc exec -- ps -eo pid,etime,args shows the project's processes."
+            )
+            raise
+
     # From here on the job id is known, so a Ctrl-C at any later point stops
     # (or detaches) the job rather than leaving it unnamed.
     view = None
     try:
         job.register()
+        if deferred:
+            # The Ctrl-C deferred during the start takes effect now.
+            raise KeyboardInterrupt
         if background:
             watch(job, view=background_view(job))
             return job
