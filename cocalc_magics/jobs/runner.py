@@ -59,11 +59,10 @@ logger = logging.getLogger(__name__)
 #: (a blocking exec cannot be cancelled and has no pid to signal), does output
 #: stream while it runs, and does the ledger record the command.
 #: The cost is one more request and two ledger writes, which a background thread
-#: commits together after the command. ``benchmarks/job_latency.py``
-#: on loopback against the local server (2 cores, shared with other work), median
-#: of 40 runs of ``echo hi``: blocking 5.4 ms, async path 12.4 ms (ratio 2.3);
-#: with the cores busy running other test suites, 21 ms against 80 ms. On a
-#: remote site the extra request adds one network round trip.
+#: commits together after the command. ``benchmarks/job_latency.py`` on loopback
+#: against the local server (2 cores), median of 40 runs of ``echo hi``: blocking
+#: 4.9 ms, async path 5.8 ms (ratio 1.19). On a remote site the extra request adds
+#: one network round trip.
 BLOCKING_MAX_TIMEOUT_S = 0.0
 
 
