@@ -10,6 +10,7 @@ HTML.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 from html.parser import HTMLParser
@@ -208,6 +209,25 @@ def _find(chain: list[BaseException], kind: type | tuple) -> Any:
     return next((item for item in chain if isinstance(item, kind)), None)
 
 
+_READ_TIMEOUT_VALUE = re.compile(r"\(read timeout=([0-9.]+)\)")
+
+
+def _timed_out_in_handshake(
+    exc: requests.RequestException, scheme: str, connect_timeout_s: float
+) -> bool:
+    """Return whether a read time-out happened during the TLS handshake.
+
+    urllib3 2.x runs the handshake under the connect timeout but reports its
+    time-out as a read time-out, "Read timed out. (read timeout=<connect timeout>)".
+    NOTE: a read timeout configured equal to the connect timeout would look the same;
+    the connection's read timeouts are always longer.
+    """
+    if scheme != "https":
+        return False
+    match = _READ_TIMEOUT_VALUE.search(str(exc))
+    return match is not None and float(match.group(1)) == connect_timeout_s
+
+
 def translate_request_exception(
     exc: requests.RequestException,
     method: str,
@@ -246,6 +266,15 @@ def translate_request_exception(
             **not_sent,
         )
     if isinstance(exc, requests.exceptions.ReadTimeout):
+        if _timed_out_in_handshake(exc, parts.scheme, connect_timeout_s):
+            return ConnectionFailedError(
+                method,
+                f"TLS connection to {where} got no answer within "
+                f"{connect_timeout_s:g} s",
+                hint="The server may not speak TLS. If it serves plain HTTP (as the "
+                "local server does), use http:// in the host URL.",
+                **not_sent,
+            )
         return ReadTimeoutError(
             method,
             f"no response from {where} within {read_timeout_s:g} s",

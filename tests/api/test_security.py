@@ -25,6 +25,7 @@ from tests.support.fake_server import (
     Reply,
     make_tls_files,
 )
+from tests.support.local_server import local_server  # noqa: F401 - a fixture
 
 CANARY = "sk-CANARY-7f3a9c0e5b1d"
 
@@ -275,3 +276,17 @@ def test_header_repr_masks_key_but_sends_it(canary_fake):
     assert CANARY not in shown
     assert "sk-…5b1d" in shown
     assert canary_fake.requests[0].header("Authorization") == f"Bearer {CANARY}"
+
+
+def test_https_client_on_local_server(local_server):  # noqa: F811
+    # The local server serves plain HTTP and never answers a TLS ClientHello.
+    https_url = local_server.url.replace("http://", "https://")
+    with Connection(
+        host=https_url, api_key=local_server.api_key, max_retries=0, connect_timeout=1
+    ) as conn, pytest.raises(ConnectionFailedError) as caught:
+        conn.hub_ping()
+    error = caught.value
+    assert "TLS connection" in error.message
+    assert "within 1 s" in error.message
+    assert "http://" in error.hint
+    assert error.retry_safe
