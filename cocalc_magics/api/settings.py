@@ -238,6 +238,7 @@ def resolve_settings(
     *,
     config_path: str | os.PathLike | None = None,
     environ: Mapping[str, str] | None = None,
+    explicit_sources: Mapping[str, str] | None = None,
 ) -> Settings:
     """Collect the settings from arguments, the environment and the config file.
 
@@ -249,6 +250,9 @@ def resolve_settings(
         Config file to use instead of the default one.
     environ : mapping, optional
         Environment to read instead of ``os.environ``.
+    explicit_sources : mapping, optional
+        Where explicit values came from, by setting name, for messages and
+        :meth:`Settings.describe`; ``"argument"`` when not given.
 
     Returns
     -------
@@ -269,7 +273,8 @@ def resolve_settings(
     sources: dict[str, str] = {}
     for name, value in explicit.items():
         if value is not None and str(value).strip():
-            values[name], sources[name] = str(value), "argument"
+            source = (explicit_sources or {}).get(name, "argument")
+            values[name], sources[name] = str(value), source
             continue
         env_value = environ.get(_ENV_NAMES[name], "").strip()
         if env_value:

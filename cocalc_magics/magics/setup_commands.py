@@ -68,13 +68,19 @@ def connect(magics: CoCalcMagics, options):
     """
     from cocalc_magics.api import Connection, resolve_settings
 
-    api_key = _read_key(options)
+    api_key, key_source = _read_key(options)
+    sources = {
+        "host": "--host" if options.host else "CoCalcMagics.host",
+        "project_id": "--project" if options.project else "CoCalcMagics.project",
+        "api_key": key_source,
+    }
     with reported(magics, "connect"):
         settings = resolve_settings(
             host=options.host or magics.host,
             api_key=api_key,
             project_id=options.project or magics.project,
             config_path=options.config_file,
+            explicit_sources=sources,
         )
         magics.session.replace(Connection(settings))
 
@@ -83,14 +89,15 @@ def connect(magics: CoCalcMagics, options):
     show_notice("\n".join(lines))
 
 
-def _read_key(options) -> str | None:
+def _read_key(options) -> tuple[str | None, str]:
+    """Return the key that the options name (or None) and a description of its source."""
     if options.prompt_key:
         import getpass
 
         key = getpass.getpass("CoCalc API key (hidden): ").strip()
         if not key:
             raise UsageError("no API key was entered; run %cocalc connect again.")
-        return key
+        return key, "--prompt-key"
 
     if options.key_env:
         key = os.environ.get(options.key_env, "").strip()
@@ -99,8 +106,8 @@ def _read_key(options) -> str | None:
                 f"environment variable {options.key_env} is not set or empty; set it "
                 "before starting Jupyter, or use --prompt-key."
             )
-        return key
-    return None
+        return key, f"--key-env {options.key_env}"
+    return None, "argument"
 
 
 @subcommand(

@@ -311,6 +311,9 @@ class TestSetupSubcommands:
         text = notices(captured)
         assert on_local_server.api_key not in text
         assert "API key: sk-…" in text
+        assert "(from --key-env MY_COCALC_KEY)" in text
+        assert f"{on_local_server.url} (from --host)" in text
+        assert "(from --project)" in text
         result = shell.run_line_magic("cocalc", "exec --quiet -- echo connected")
         assert result.stdout == "connected\n"
 
@@ -331,6 +334,7 @@ class TestSetupSubcommands:
             )
         assert prompts
         assert on_local_server.api_key not in notices(captured)
+        assert "(from --prompt-key)" in notices(captured)
         result = shell.run_line_magic("cocalc", "exec --quiet -- echo prompted")
         assert result.stdout == "prompted\n"
 
