@@ -220,15 +220,16 @@ class Session:
     def _summary_lines(self) -> list[str]:
         where = f"project {self.key.project_id}, {self.key.site}"
         counts = (
-            f"{len(self.inputs)} inputs replayed on each call, {len(self.calls)} "
-            f"calls so far ({self._failed_calls()} with an error)."
+            f"{_count(len(self.inputs), 'input')} replayed on each call, "
+            f"{_count(len(self.calls), 'call')} so far "
+            f"({self._failed_calls()} with an error)."
         )
         lines = [f"Session {self.name!r} on kernel {self.key.kernel} ({where})", counts]
         if self.calls:
             last = self.calls[-1]
             lines.append(
-                f"Last call: {last.duration_s:.1f} s with {last.history_length} "
-                "inputs replayed first."
+                f"Last call: {last.duration_s:.1f} s with "
+                f"{_count(last.history_length, 'input')} replayed first."
             )
         estimate = self.replay_estimate_s
         if estimate is not None:
@@ -269,7 +270,8 @@ class Session:
         if estimate is None or estimate < WARN_FRACTION * self.time_limit_s:
             return ""
         return (
-            f"Replaying session {self.name!r} ({len(self.inputs)} inputs) may take "
+            f"Replaying session {self.name!r} ({_count(len(self.inputs), 'input')}) "
+            "may take "
             f"up to about {estimate:.1f} s, close to the server's limit of "
             f"{self.time_limit_s:.0f} s per run. A replay that is cut short fails "
             "silently, and later inputs then miss its variables. Save slow results "
@@ -359,3 +361,8 @@ def _join_words(words: list[str]) -> str:
     if len(words) == 1:
         return words[0]
     return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``"1 input"`` or ``"3 inputs"``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

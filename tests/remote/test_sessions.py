@@ -105,7 +105,7 @@ def test_describe_marks_side_effects():
     text = session.describe()
 
     assert "2 inputs replayed on each call, 2 calls so far (0 with an error)." in text
-    assert "Last call: 0.3 s with 1 inputs replayed first." in text
+    assert "Last call: 0.3 s with 1 input replayed first." in text
     assert "[1] a = 1" in text
     assert "[2] print(a) … (+1 lines)   [print output]" in text
     assert "a guess from the code's text" in text
