@@ -52,6 +52,13 @@ logger = logging.getLogger(__name__)
 #: Environment variable naming the directory of ``jobs.sqlite3`` (used by tests).
 DATA_DIR_VARIABLE = "COCALC_MAGICS_DATA_DIR"
 LEDGER_FILE_NAME = "jobs.sqlite3"
+#: Finished jobs older than this many seconds are deleted when a process first
+#: opens the ledger; running jobs are always kept.
+FINISHED_MAX_AGE_S = 30 * 24 * 3600
+#: At most this many finished jobs are kept, the newest ones.
+FINISHED_MAX_COUNT = 5000
+# Seconds a read waits for this process's queued writes.
+READ_FLUSH_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -182,6 +189,13 @@ def flush_pending_writes(timeout: float | None = None) -> bool:
     return writer.flush(timeout)
 
 
+def _flush_queue() -> None:
+    # Bounded, so that another process holding the file's lock cannot block a
+    # read for the whole busy timeout; the read then goes on without the queue.
+    if not writer.flush(READ_FLUSH_TIMEOUT_S):
+        logger.info("ledger writes still queued after %s s", READ_FLUSH_TIMEOUT_S)
+
+
 def stop_writer() -> None:
     """Write the queued ledger writes and end the writer thread."""
     writer.stop()
@@ -223,33 +237,74 @@ class JobLedger:
         return f"<JobLedger {str(self.path)!r}>"
 
     def _prepare(self) -> None:
+        """Create the file (owner-only from the start) and its schema if missing."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        created = not self.path.exists()
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         with self._connect() as db:
             # WAL lets readers in other kernels go on while one kernel writes.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-        if created:
-            os.chmod(self.path, 0o600)
+        self.prune()
+
+    def prune(
+        self,
+        *,
+        max_age_s: float = FINISHED_MAX_AGE_S,
+        max_count: int = FINISHED_MAX_COUNT,
+    ) -> int:
+        """Delete finished jobs older than *max_age_s* or beyond the newest *max_count*.
+
+        Running jobs are kept whatever their age, because they may still be
+        re-attached. Returns the number of entries deleted.
+        """
+        cutoff_ms = _now_ms() - int(max_age_s * 1000)
+        _flush_queue()
+        with self._connect() as db:
+            deleted = db.execute(
+                "DELETE FROM jobs WHERE final = 1 AND updated_ms < ?", (cutoff_ms,)
+            ).rowcount
+            deleted += db.execute(
+                "DELETE FROM jobs WHERE final = 1 AND rowid NOT IN (SELECT rowid "
+                "FROM jobs WHERE final = 1 ORDER BY created_ms DESC LIMIT ?)",
+                (max_count,),
+            ).rowcount
+        if deleted:
+            logger.info("ledger %s: deleted %d old finished jobs", self.path, deleted)
+        return deleted
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """Give one operation a connection; commit on success, roll back on error."""
-        db = thread_connection(self.path)
+        try:
+            db = thread_connection(self.path)
+        except FileNotFoundError:
+            # Deleted since this process prepared it.
+            self._prepare()
+            db = thread_connection(self.path)
         with db:
             yield db
 
     def add(self, entry: LedgerEntry) -> None:
         """Insert *entry*, or replace the stored entry of the same job."""
         sql, parameters = _insert_statement(entry.to_row())
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             db.execute(sql, parameters)
 
     def add_later(self, entry: LedgerEntry) -> None:
         """Queue :meth:`add` of *entry* for the writer thread and return at once."""
         sql, parameters = _insert_statement(entry.to_row())
-        writer.submit(Statement(self.path, sql, parameters, f"add job {entry.job_id}"))
+        # Urgent: the id of a job that was just started must not wait for a batch.
+        writer.submit(
+            Statement(
+                self.path,
+                sql,
+                parameters,
+                f"add job {entry.job_id}",
+                prepare=self._prepare,
+                urgent=True,
+            )
+        )
 
     def update(self, site: str, project_id: str, job_id: str, **values: Any) -> bool:
         """Set the given columns of one job; ``updated_ms`` is set to now.
@@ -259,7 +314,7 @@ class JobLedger:
         harvested final record. Returns whether a row was changed.
         """
         sql, parameters = _update_statement(site, project_id, job_id, values)
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             cursor = db.execute(sql, parameters)
         return cursor.rowcount > 0
@@ -272,11 +327,19 @@ class JobLedger:
         Unknown columns raise ``ValueError`` here, before anything is queued.
         """
         sql, parameters = _update_statement(site, project_id, job_id, values)
-        writer.submit(Statement(self.path, sql, parameters, f"update job {job_id}"))
+        writer.submit(
+            Statement(
+                self.path,
+                sql,
+                parameters,
+                f"update job {job_id}",
+                prepare=self._prepare,
+            )
+        )
 
     def get(self, site: str, project_id: str, job_id: str) -> LedgerEntry | None:
         """Return the entry of one job, or None."""
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             row = db.execute(
                 "SELECT * FROM jobs WHERE site = ? AND project_id = ? AND job_id = ?",
@@ -293,7 +356,7 @@ class JobLedger:
             query += " AND site = ?"
             parameters.append(site)
         query += " ORDER BY created_ms DESC"
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             rows = db.execute(query, parameters).fetchall()
         return [LedgerEntry.from_row(row) for row in rows]
@@ -321,14 +384,14 @@ class JobLedger:
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(int(limit))
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             rows = db.execute(query, parameters).fetchall()
         return [LedgerEntry.from_row(row) for row in rows]
 
     def forget(self, site: str, project_id: str, job_id: str) -> bool:
         """Delete one entry; return whether it existed."""
-        writer.flush()
+        _flush_queue()
         with self._connect() as db:
             cursor = db.execute(
                 "DELETE FROM jobs WHERE site = ? AND project_id = ? AND job_id = ?",

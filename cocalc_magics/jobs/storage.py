@@ -4,24 +4,29 @@ Each thread keeps one open connection to the ledger file it used last, because
 opening one costs about a millisecond and every command writes the ledger.
 
 Writes that a running command makes go to :data:`writer`, one daemon thread per
-process. It waits :data:`BATCH_DELAY_S` after the first queued write and then
-commits everything queued by then in one transaction per file, in the order
-queued. A command that ends within that delay (most do) so costs one commit
-instead of two, made while the kernel is otherwise idle. Every read and direct
-write of the ledger waits for the queue first, and the queue is flushed when the
-interpreter exits.
+process. The entry of a job that was just started is urgent and committed at once,
+while the command's first poll is on the wire. Other writes, such as a job's
+final state, wait :data:`BATCH_DELAY_S` so that what arrives by then is committed
+in one transaction per file, after a short command has returned. Every read and
+direct write of the ledger waits for the queue first (at most a few seconds), and
+the queue is flushed when the interpreter exits, also in children that
+``multiprocessing`` forks.
 
-NOTE: a kernel killed by SIGKILL (or the OOM killer) loses the writes queued in
-its last :data:`BATCH_DELAY_S`, so a job started just before is not recorded.
+NOTE: a process that ends without running ``atexit`` (SIGKILL, SIGTERM, the OOM
+killer, ``os._exit``) loses what is still queued: at most the last
+:data:`BATCH_DELAY_S` of final states. Such a job stays "running" in the ledger,
+and ``%cocalc jobs`` fetches its end from the project while the project keeps it.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,44 +47,64 @@ _local = threading.local()
 
 
 def thread_connection(path: Path) -> sqlite3.Connection:
-    """Return this thread's connection to *path*, opening it when needed.
+    """Return this thread's connection to the existing file *path*.
 
-    A thread's connection is closed when the thread ends or moves to another
-    file, so a process keeps at most one per thread.
+    Raises ``FileNotFoundError`` when the file is missing: the ledger prepares a
+    new one (schema, owner-only mode) rather than let SQLite create a bare file.
+    A thread's connection is closed when the thread moves to another file or the
+    file was replaced, so a process keeps at most one per thread.
     """
+    identity = _file_identity(path)
     cached = getattr(_local, "connection", None)
-    # A file deleted since then needs a new connection, or writes would go to the
-    # deleted file.
-    if cached is not None and _local.path == path and path.exists():
+    if cached is not None and _local.path == path and _local.identity == identity:
         return cached
     if cached is not None:
         cached.close()
 
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    # mode=rw: SQLite must not create a file of its own, which would lack the
+    # schema and the owner-only mode.
+    uri = f"{path.absolute().as_uri()}?mode=rw"
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
     db.row_factory = sqlite3.Row
     # With WAL, NORMAL syncs at checkpoints only: a crash of the kernel loses
     # nothing it committed, a power cut at most the last commits.
     db.execute("PRAGMA synchronous=NORMAL")
     _local.connection = db
     _local.path = path
+    _local.identity = identity
     return db
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    # A file deleted and created again has a new inode, and a connection to the
+    # old one would write into the deleted file.
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino)
+
+
 class Statement(NamedTuple):
-    """One queued write: SQL with named parameters, for one ledger file."""
+    """One queued write: SQL with named parameters, for one ledger file.
+
+    ``prepare`` creates the file when it is missing. An ``urgent`` statement is
+    committed at once instead of after the batch delay.
+    """
 
     path: Path
     sql: str
     parameters: dict[str, Any]
     description: str
+    prepare: Callable[[], None]
+    urgent: bool = False
 
 
 class BackgroundWriter:
     """One daemon thread that commits queued statements in batches, in order.
 
     The thread starts with the first statement and ends after :data:`IDLE_EXIT_S`
-    seconds without any, so an idle kernel keeps no extra thread. A failed batch
-    is retried one statement at a time, and each failure is logged.
+    seconds without any, so an idle kernel keeps no extra thread. When no thread
+    can be started (a thread limit, or interpreter shutdown on Python 3.12), the
+    caller's thread writes instead. A failed batch is retried one statement at a
+    time, unless another process holds the file's lock, and each failure is logged.
     """
 
     def __init__(self, batch_delay_s: float = BATCH_DELAY_S) -> None:
@@ -89,23 +114,26 @@ class BackgroundWriter:
         # Statements queued or being written; flush() waits for zero.
         self._unfinished = 0
         self._flush_requests = 0
+        self._urgent = False
         self._thread: threading.Thread | None = None
         self._stopping = False
 
     def submit(self, statement: Statement) -> None:
         """Queue *statement* and return at once."""
         with self._condition:
-            self._queue.append(statement)
             self._unfinished += 1
+            self._queue.append(statement)
+            self._urgent = self._urgent or statement.urgent
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="cocalc-ledger-writer", daemon=True
-                )
-                self._thread.start()
-            elif len(self._queue) == 1:
-                # Wake the idle thread. Later statements join its batch without
-                # waking it, because each wake-up takes the GIL from the caller.
-                self._condition.notify_all()
+                started = self._start_thread()
+            else:
+                started = True
+                if len(self._queue) == 1 or statement.urgent:
+                    # Wake the thread. Other statements join its batch without
+                    # waking it, because each wake-up takes the GIL from the caller.
+                    self._condition.notify_all()
+        if not started:
+            self._write_queue_here()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write the queued statements now and wait for them.
@@ -118,24 +146,30 @@ class BackgroundWriter:
             if threading.current_thread() is self._thread:
                 # A write that waits for its own batch would never return.
                 return False
-            self._flush_requests += 1
-            self._condition.notify_all()
-            try:
-                return self._condition.wait_for(lambda: self._unfinished == 0, timeout)
-            finally:
-                self._flush_requests -= 1
+            thread_alive = self._thread is not None and self._thread.is_alive()
+            if thread_alive:
+                self._flush_requests += 1
+                self._condition.notify_all()
+                try:
+                    return self._condition.wait_for(
+                        lambda: self._unfinished == 0, timeout
+                    )
+                finally:
+                    self._flush_requests -= 1
+        self._write_queue_here()
+        return True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = EXIT_FLUSH_TIMEOUT_S) -> None:
         """Write the queued statements, then end the thread.
 
-        A later :meth:`submit` starts a new thread.
+        Waits at most *timeout* seconds. A later :meth:`submit` starts a new thread.
         """
         with self._condition:
             thread = self._thread
             self._stopping = True
             self._condition.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
         with self._condition:
             self._stopping = False
 
@@ -145,8 +179,34 @@ class BackgroundWriter:
         self._queue = []
         self._unfinished = 0
         self._flush_requests = 0
+        self._urgent = False
         self._thread = None
         self._stopping = False
+
+    def _start_thread(self) -> bool:
+        # Called with the lock held.
+        thread = threading.Thread(
+            target=self._run, name="cocalc-ledger-writer", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError as error:
+            logger.warning("cannot start the ledger writer thread: %s", error)
+            return False
+        self._thread = thread
+        return True
+
+    def _write_queue_here(self) -> None:
+        """Write what is queued in the caller's thread, when no writer thread runs."""
+        with self._condition:
+            batch, self._queue = self._queue, []
+            self._urgent = False
+        try:
+            _write(batch)
+        finally:
+            with self._condition:
+                self._unfinished -= len(batch)
+                self._condition.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -174,11 +234,14 @@ class BackgroundWriter:
                 # starts a new thread for any statement queued after this.
                 self._thread = None
                 return None
-            # Collect what else arrives within the delay, unless someone waits.
+            # Collect what else arrives within the delay, unless a statement is
+            # urgent or someone waits.
             self._condition.wait_for(
-                lambda: self._flush_requests or self._stopping, self.batch_delay_s
+                lambda: self._urgent or self._flush_requests or self._stopping,
+                self.batch_delay_s,
             )
             batch, self._queue = self._queue, []
+            self._urgent = False
             return batch
 
 
@@ -189,27 +252,46 @@ def _write(batch: list[Statement]) -> None:
         end = start
         while end < len(batch) and batch[end].path == batch[start].path:
             end += 1
-        group = batch[start:end]
-        try:
-            _commit(group)
-        except (OSError, sqlite3.Error) as error:
-            if len(group) == 1:
-                _log_failure(group[0], error)
-            else:
-                # Find the statement that fails, and keep the others.
-                for statement in group:
-                    try:
-                        _commit([statement])
-                    except (OSError, sqlite3.Error) as single_error:
-                        _log_failure(statement, single_error)
+        _write_group(batch[start:end])
         start = end
 
 
+def _write_group(group: list[Statement]) -> None:
+    try:
+        _commit(group)
+        return
+    except (OSError, sqlite3.Error) as error:
+        if len(group) == 1 or _is_busy(error):
+            # Retrying a locked file once per statement would multiply the wait.
+            for statement in group:
+                _log_failure(statement, error)
+            return
+
+    # Find the statement that fails, and keep the others.
+    for statement in group:
+        try:
+            _commit([statement])
+        except (OSError, sqlite3.Error) as error:
+            _log_failure(statement, error)
+
+
 def _commit(statements: list[Statement]) -> None:
-    db = thread_connection(statements[0].path)
+    try:
+        db = thread_connection(statements[0].path)
+    except FileNotFoundError:
+        # Deleted since it was prepared: create it again, schema and mode included.
+        statements[0].prepare()
+        db = thread_connection(statements[0].path)
     with db:
         for statement in statements:
             db.execute(statement.sql, statement.parameters)
+
+
+def _is_busy(error: Exception) -> bool:
+    text = str(error)
+    return isinstance(error, sqlite3.OperationalError) and (
+        "locked" in text or "busy" in text
+    )
 
 
 def _log_failure(statement: Statement, error: Exception) -> None:
@@ -221,6 +303,15 @@ def _log_failure(statement: Statement, error: Exception) -> None:
     )
 
 
+def _flush_at_child_exit(writer: BackgroundWriter) -> None:
+    # multiprocessing ends its forked children with os._exit, which skips atexit,
+    # but runs its own finalizers first.
+    multiprocessing.util.Finalize(
+        None, writer.flush, args=(EXIT_FLUSH_TIMEOUT_S,), exitpriority=0
+    )
+
+
 writer = BackgroundWriter()
 os.register_at_fork(after_in_child=writer.reset_after_fork)
+multiprocessing.util.register_after_fork(writer, _flush_at_child_exit)
 atexit.register(writer.flush, EXIT_FLUSH_TIMEOUT_S)

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -138,3 +139,32 @@ def test_two_processes_write_concurrently(ledger):
     names = {e.job_id.split("-")[0] for e in ledger.entries()}
     assert names == {"first", "second"}
     assert len(ledger.entries()) == 80
+
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def test_prune_old_and_excess_finished(ledger):
+    now = int(time.time() * 1000)
+    old = now - 40 * DAY_MS
+    ledger.add(entry("old-done", created_ms=old, updated_ms=old, final=True))
+    ledger.add(entry("old-running", created_ms=old, updated_ms=old))
+    for index in range(5):
+        ledger.add(
+            entry(f"done-{index}", created_ms=now - index, updated_ms=now, final=True)
+        )
+
+    assert ledger.prune(max_count=3) == 3
+    remaining = {e.job_id for e in ledger.entries()}
+    assert remaining == {"old-running", "done-0", "done-1", "done-2"}
+
+
+def test_opening_ledger_prunes_it(ledger):
+    old = int(time.time() * 1000) - 40 * DAY_MS
+    ledger.add(entry("old-done", created_ms=old, updated_ms=old, final=True))
+    ledger.add(entry("recent-done", final=True, updated_ms=int(time.time() * 1000)))
+    opener = (
+        "import sys; from cocalc_magics.jobs import JobLedger; JobLedger(sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", opener, str(ledger.path)], check=True)
+    assert [e.job_id for e in ledger.entries()] == ["recent-done"]

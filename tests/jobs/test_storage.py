@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import pytest
 from cocalc_magics.jobs import LedgerEntry, storage
 from cocalc_magics.jobs.ledger import flush_pending_writes, stop_writer
 from cocalc_magics.jobs.storage import BackgroundWriter, Statement
+from tests.support.local_server import wait_until
 
 SITE = "https://cocalc.example"
 # Long enough that nothing is written unless a flush asks for it.
@@ -41,6 +44,12 @@ def stored_job_ids(path) -> list[str]:
     return [job_id for (job_id,) in rows]
 
 
+def stored_statuses(path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT status FROM jobs ORDER BY job_id").fetchall()
+    return [status for (status,) in rows]
+
+
 def insert(path, job_id: str) -> Statement:
     return Statement(
         path,
@@ -48,6 +57,7 @@ def insert(path, job_id: str) -> Statement:
         "VALUES (:site, 'p-1', :job_id, 'running', 1, 1)",
         {"site": SITE, "job_id": job_id},
         f"add job {job_id}",
+        prepare=lambda: None,
     )
 
 
@@ -81,12 +91,19 @@ def test_unknown_column_rejected_when_queued(ledger):
         ledger.update_later(SITE, "p-1", "job-1", api_key="x")
 
 
-def test_writes_wait_for_batch(slow_writer, ledger):
-    ledger.add_later(entry("first"))
-    ledger.add_later(entry("second"))
-    assert stored_job_ids(ledger.path) == []
+def test_updates_wait_for_batch(slow_writer, ledger):
+    ledger.add(entry("first"))
+    ledger.add(entry("second"))
+    ledger.update_later(SITE, "p-1", "first", status="completed", final=True)
+    ledger.update_later(SITE, "p-1", "second", status="failed", final=True)
+    assert stored_statuses(ledger.path) == ["running", "running"]
     assert flush_pending_writes(timeout=10)
-    assert stored_job_ids(ledger.path) == ["first", "second"]
+    assert stored_statuses(ledger.path) == ["completed", "failed"]
+
+
+def test_started_job_written_without_delay(slow_writer, ledger):
+    ledger.add_later(entry("started"))
+    wait_until(lambda: stored_job_ids(ledger.path) == ["started"], timeout=10)
 
 
 def test_direct_write_flushes_queue_first(slow_writer, ledger):
@@ -100,7 +117,13 @@ def test_failed_statement_keeps_others(slow_writer, ledger, caplog):
     caplog.set_level(logging.WARNING, logger="cocalc_magics.jobs.storage")
     slow_writer.submit(insert(ledger.path, "good-1"))
     slow_writer.submit(
-        Statement(ledger.path, "INSERT INTO missing VALUES (1)", {}, "add job bad")
+        Statement(
+            ledger.path,
+            "INSERT INTO missing VALUES (1)",
+            {},
+            "add job bad",
+            prepare=lambda: None,
+        )
     )
     slow_writer.submit(insert(ledger.path, "good-2"))
     assert flush_pending_writes(timeout=10)
@@ -151,7 +174,9 @@ def test_flush_timeout_reports_false(tmp_path):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        blocked.submit(Statement(path, "INSERT INTO t VALUES (1)", {}, "blocked"))
+        blocked.submit(
+            Statement(path, "INSERT INTO t VALUES (1)", {}, "blocked", lambda: None)
+        )
         assert blocked.flush(timeout=0.2) is False
     finally:
         holder.execute("ROLLBACK")
@@ -176,7 +201,8 @@ def test_forked_child_writes_only_its_own(slow_writer, tmp_path, ledger):
     from cocalc_magics.jobs import JobLedger
 
     child_file = JobLedger(tmp_path / "child" / "jobs.sqlite3")
-    ledger.add_later(entry("parent"))
+    ledger.add(entry("parent"))
+    ledger.update_later(SITE, "p-1", "parent", status="completed", final=True)
 
     pid = os.fork()
     if pid == 0:
@@ -191,6 +217,96 @@ def test_forked_child_writes_only_its_own(slow_writer, tmp_path, ledger):
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert stored_job_ids(child_file.path) == ["child"]
-    assert stored_job_ids(ledger.path) == []
+    assert stored_statuses(ledger.path) == ["running"]
     assert flush_pending_writes(timeout=10)
-    assert stored_job_ids(ledger.path) == ["parent"]
+    assert stored_statuses(ledger.path) == ["completed"]
+
+
+def test_deleted_ledger_recreated_owner_only(ledger):
+    ledger.add_later(entry("before"))
+    assert flush_pending_writes(timeout=10)
+    shutil.rmtree(ledger.path.parent)
+
+    # The writer thread's connection still points at the deleted file.
+    ledger.add_later(entry("after"))
+    assert flush_pending_writes(timeout=10)
+    assert stored_job_ids(ledger.path) == ["after"]
+    assert stat.S_IMODE(os.stat(ledger.path).st_mode) == 0o600
+
+
+MULTIPROCESSING_CHILD = """
+import multiprocessing, sys
+from cocalc_magics.jobs import JobLedger, LedgerEntry, storage
+
+def finish(path):
+    ledger = JobLedger(path)
+    ledger.add(LedgerEntry(site="s", project_id="p", job_id="forked",
+                           status="running", created_ms=1, updated_ms=1))
+    storage.writer.batch_delay_s = 600
+    ledger.update_later("s", "p", "forked", status="completed", final=True)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=finish, args=(sys.argv[1],))
+    child.start()
+    child.join(60)
+    sys.exit(child.exitcode)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_multiprocessing_child_flushes_at_exit(data_dir):
+    path = data_dir / "jobs.sqlite3"
+    subprocess.run(
+        [sys.executable, "-c", MULTIPROCESSING_CHILD, str(path)],
+        check=True,
+        timeout=120,
+    )
+    assert stored_statuses(path) == ["completed"]
+
+
+THREAD_LIMIT = """
+import logging, resource, sys, threading
+from cocalc_magics.jobs import JobLedger, LedgerEntry
+
+logging.basicConfig(level=logging.WARNING)
+
+ledger = JobLedger(sys.argv[1])
+# A stack larger than the address space left makes every thread start fail.
+threading.stack_size(512 * 1024 * 1024)
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+with open("/proc/self/statm") as statm:
+    used = int(statm.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 256 * 1024 * 1024, hard))
+ledger.add_later(LedgerEntry(site="s", project_id="p", job_id="no-thread",
+                             status="running", created_ms=1, updated_ms=1))
+print([entry.job_id for entry in ledger.entries()])
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and RLIMIT_AS")
+def test_no_writer_thread_writes_inline(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", THREAD_LIMIT, str(tmp_path / "jobs.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['no-thread']"
+    assert "cannot start the ledger writer thread" in result.stderr
+
+
+def test_locked_ledger_read_does_not_wait_for_lock(ledger):
+    ledger.add(entry("job-1"))
+    holder = sqlite3.connect(ledger.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        ledger.update_later(SITE, "p-1", "job-1", status="completed", final=True)
+        # The queued update waits for the lock; the read goes on without it.
+        assert [e.status for e in ledger.entries()] == ["running"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert flush_pending_writes(timeout=60)
+    assert ledger.get(SITE, "p-1", "job-1").status == "completed"
