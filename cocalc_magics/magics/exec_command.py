@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 LAST_RESULT_NAME = "_cocalc"
 
 _EXEC_EXAMPLE = "%cocalc exec --timeout 30 -- ls -la"
+# An {expression} field of the magic line, without nested braces.
+_FIELD = re.compile(r"\{[^{}]*\}")
 
 
 @subcommand(
@@ -64,36 +67,38 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     outputs are shown instead of returned (the result is in ``_cocalc``).
     """
     words = [word.text for word in context.words[1:]]
-    # A first parse finds where the command starts. Its words are expanded only
-    # where that works, because code for --kernel is not expanded at all.
-    unexpanded: list[str] = []
-    expanded = [_expand_or_keep(context.expander, word, unexpanded) for word in words]
-    options = parse_words(exec_subcommand, expanded, usage_example=_EXEC_EXAMPLE)
+    # A first parse finds where the command starts. It sees each {field} as 0, so
+    # that nothing is evaluated yet: code for --kernel is not expanded at all, and
+    # a field split into several words by the shell rules is expanded whole later.
+    probe = [_FIELD.sub("0", word) for word in words]
+    try:
+        options = parse_words(exec_subcommand, probe, usage_example=_EXEC_EXAMPLE)
+    except UsageError:
+        if probe == words:
+            raise
+        # A field stands for a value that 0 cannot be (a variable name, say), so
+        # the fields are evaluated where that works.
+        expanded = [_expand_or_keep(context.expander, word) for word in words]
+        options = parse_words(exec_subcommand, expanded, usage_example=_EXEC_EXAMPLE)
     if options is None:
         return None
 
     option_count = len(words) - len(options.command)
     if options.command[:1] == ["--"]:
         option_count += 1
-    # context.words starts with the subcommand word itself.
-    raw = command_text(context.line, context.words, 1 + option_count)
-    if options.kernel:
-        # Code for a kernel is left as typed, like a cell body: braces are syntax
-        # in most kernel languages. Only the options are expanded, and parsed again
-        # without the code.
-        option_words = words[:option_count]
-        command = raw
+    option_words = words[:option_count]
+    if any("{" in word for word in option_words):
         options = parse_words(
             exec_subcommand,
             [context.expander.expand(word) for word in option_words],
             usage_example=_EXEC_EXAMPLE,
         )
-    else:
-        option_words = words
-        command = context.expander.expand(raw)
-        for word in unexpanded:
-            # The first parse kept this word as typed: raise its expansion error.
-            context.expander.expand(word)
+
+    # context.words starts with the subcommand word itself.
+    raw = command_text(context.line, context.words, 1 + option_count)
+    # Code for a kernel is left as typed, like a cell body: braces are syntax in
+    # most kernel languages.
+    command = raw if options.kernel else context.expander.expand(raw)
     if not command.strip():
         raise UsageError(f"no command given to run; for example: {_EXEC_EXAMPLE}")
     if options.projects is not None:
@@ -101,11 +106,10 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     return run_exec(magics, options, command)
 
 
-def _expand_or_keep(expander, word: str, unexpanded: list[str]) -> str:
+def _expand_or_keep(expander, word: str) -> str:
     try:
         return expander.expand(word)
     except UsageError:
-        unexpanded.append(word)
         return word
 
 

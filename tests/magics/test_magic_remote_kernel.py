@@ -123,6 +123,16 @@ class TestCell:
         assert returned is None
         assert captured.stdout == "{'value': 1} {1, 2}\n"
 
+    def test_line_form_code_not_evaluated(self, kernel_shell):
+        calls = []
+        kernel_shell.user_ns["tick"] = lambda: calls.append(1) or 5
+        with capture_output() as captured:
+            kernel_shell.run_line_magic(
+                "cocalc", "exec --kernel python3 -- tick = lambda: 7; print({tick()})"
+            )
+        assert calls == []
+        assert captured.stdout == "{7}\n"
+
     def test_line_form_expands_options(self, kernel_shell):
         kernel_shell.user_ns["kernel_name"] = "python3"
         with capture_output() as captured:

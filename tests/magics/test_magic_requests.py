@@ -69,6 +69,25 @@ class TestExpansion:
         for request in fake.requests:
             assert "/local/python/value" not in request.body.decode("utf-8")
 
+    def test_field_with_spaces_expanded_whole(self, shell, fake):
+        shell.user_ns.update(n=3, d={"k": "v"})
+        shell.run_line_magic("cocalc", "exec echo {n + 1} {d['k']}")
+        assert sent_command(fake) == "echo 4 v"
+
+    def test_field_evaluated_once(self, shell, fake):
+        calls = []
+        shell.user_ns["tick"] = lambda value: calls.append(value) or value
+        shell.run_line_magic("cocalc", "exec --timeout {tick(9)} echo {tick('a')}")
+        (request,) = exec_requests(fake)
+        assert request.args[0]["timeout"] == 9
+        assert request.args[0]["command"] == "echo a"
+        assert calls == [9, "a"]
+
+    def test_field_in_variable_option(self, shell, fake):
+        shell.user_ns["name"] = "listing"
+        shell.run_line_magic("cocalc", "exec --quiet --out {name} echo hi")
+        assert "listing" in shell.user_ns
+
     def test_expansion_in_option_values(self, shell, fake):
         shell.user_ns.update(folder="My Project", seconds=7)
         shell.run_line_magic("cocalc", "exec --path {folder} --timeout {seconds} ls")
