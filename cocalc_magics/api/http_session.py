@@ -67,12 +67,12 @@ class EnvironmentCachedSession(requests.Session):
             url,
             _frozen(proxies),
             stream,
-            verify,
-            cert,
+            _hashable(verify),
+            _hashable(cert),
             _frozen(self.proxies),
             self.stream,
-            self.verify,
-            self.cert,
+            _hashable(self.verify),
+            _hashable(self.cert),
             _relevant_environment(),
         )
         merged = self._merged.get(key)
@@ -94,3 +94,8 @@ def _frozen(mapping: dict | None) -> tuple | None:
     if mapping is None:
         return None
     return tuple(sorted(mapping.items()))
+
+
+def _hashable(value: Any) -> Any:
+    # requests also accepts a list for ``cert`` (and in practice for ``verify``).
+    return tuple(value) if isinstance(value, list) else value

@@ -139,6 +139,15 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
+# Per-request proxies that override the environment's for http:// URLs.
+_NO_PROXIES = {"http": None, "all": None}
+
+
+def _is_plain_loopback(host: str) -> bool:
+    parts = urlsplit(host)
+    return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+
+
 @functools.lru_cache(maxsize=64)
 def _is_protected(host: str) -> bool:
     """Return whether a key sent to *host* is safe on the wire: https or loopback."""
@@ -207,6 +216,9 @@ class BaseConnection:
         self._urls = {name: f"{settings.host}/api/conat/{name}" for name in _ENDPOINTS}
         self._paths = {name: urlsplit(url).path for name, url in self._urls.items()}
         self._session = EnvironmentCachedSession()
+        # A proxy from the environment would carry the key in clear text off this
+        # machine, so plain-HTTP loopback sites are always reached directly.
+        self._proxies = _NO_PROXIES if _is_plain_loopback(settings.host) else None
         self._session.headers["User-Agent"] = (
             f"cocalc-magics/{__version__} {requests.utils.default_user_agent()}"
         )
@@ -467,6 +479,8 @@ class BaseConnection:
                 timeout=(self.connect_timeout, read_timeout),
                 allow_redirects=False,
                 verify=_ca_bundle(),
+                # A copy, because requests adds the environment's proxies to it.
+                proxies=dict(self._proxies) if self._proxies else None,
             )
         except requests.RequestException as exc:
             # "from None": a chained requests exception would carry the prepared

@@ -101,3 +101,22 @@ def test_ca_bundle_set_between_requests_is_used(tls_fake, tls_files, monkeypatch
             conn.hub_ping()
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca_cert))
         assert conn.hub_ping().now_ms
+
+
+def test_list_cert_accepted():
+    session = EnvironmentCachedSession()
+    session.cert = ["/tmp/client.pem", "/tmp/client.key"]
+    plain = requests.Session()
+    plain.cert = ["/tmp/client.pem", "/tmp/client.key"]
+    assert merged(session, URLS[0]) == merged(plain, URLS[0])
+
+
+def test_plain_http_loopback_skips_proxy(monkeypatch):
+    # A proxy would carry the key in clear text off the machine.
+    with FakeCoCalc() as proxy, FakeCoCalc() as site:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        with connect(site) as conn:
+            conn.ping()
+        assert proxy.requests == []
+        assert len(site.requests) == 1
