@@ -4,18 +4,20 @@ Each thread keeps one open connection to the ledger file it used last, because
 opening one costs about a millisecond and every command writes the ledger.
 
 Writes that a running command makes go to :data:`writer`, one daemon thread per
-process. The entry of a job that was just started is urgent and committed at once,
-while the command's first poll is on the wire. Other writes, such as a job's
-final state, wait :data:`BATCH_DELAY_S` so that what arrives by then is committed
-in one transaction per file, after a short command has returned. Every read and
+process. The entry of a job that was just started is urgent and committed within
+:data:`URGENT_DELAY_S`, together with the final state of a command that ended by
+then. Other writes, such as the final state of a longer job, wait
+:data:`BATCH_DELAY_S`, so that what arrives by then is committed in one
+transaction per file. Every read and
 direct write of the ledger waits for the queue first (at most a few seconds), and
 the queue is flushed when the interpreter exits, also in children that
 ``multiprocessing`` forks.
 
 NOTE: a process that ends without running ``atexit`` (SIGKILL, SIGTERM, the OOM
-killer, ``os._exit``) loses what is still queued: at most the last
-:data:`BATCH_DELAY_S` of final states. Such a job stays "running" in the ledger,
-and ``%cocalc jobs`` fetches its end from the project while the project keeps it.
+killer, ``os._exit``) loses what is still queued: a job started in its last
+:data:`URGENT_DELAY_S`, and final states of its last :data:`BATCH_DELAY_S`. A job
+whose final state was lost stays "running" in the ledger, and ``%cocalc jobs``
+fetches its end from the project while the project keeps it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import multiprocessing.util
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,6 +41,8 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 # Seconds the writer collects writes before committing them together.
 BATCH_DELAY_S = 0.05
+# The same for a batch with an urgent statement, such as the start of a job.
+URGENT_DELAY_S = 0.01
 # Seconds without writes after which the writer thread ends.
 IDLE_EXIT_S = 5.0
 # Seconds the interpreter waits at exit for queued writes to land.
@@ -234,12 +239,16 @@ class BackgroundWriter:
                 # starts a new thread for any statement queued after this.
                 self._thread = None
                 return None
-            # Collect what else arrives within the delay, unless a statement is
-            # urgent or someone waits.
-            self._condition.wait_for(
-                lambda: self._urgent or self._flush_requests or self._stopping,
-                self.batch_delay_s,
-            )
+            # Collect what else arrives within the delay, unless someone waits.
+            # An urgent statement shortens the delay, and the final state of a
+            # short command then still joins its start in one commit.
+            started = time.monotonic()
+            while not (self._flush_requests or self._stopping):
+                delay = URGENT_DELAY_S if self._urgent else self.batch_delay_s
+                remaining = started + delay - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
             batch, self._queue = self._queue, []
             self._urgent = False
             return batch
