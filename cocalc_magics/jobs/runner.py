@@ -73,6 +73,15 @@ class JobInterrupted(KeyboardInterrupt):
         super().__init__(job.summary())
         self.job = job
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback through the HTTP
+        # library; what happened was already printed while the job was stopped.
+        return [
+            f"\x1b[0;31m{type(self).__name__}\x1b[0m: Ctrl-C interrupted job "
+            f"{self.job.job_id} (status: {self.job.status})",
+            f"Hint: %cocalc job {self.job.short_id} shows its output so far.",
+        ]
+
 
 def clone_connection(connection: Connection) -> Connection:
     """Return a new connection with the same settings and its own HTTP session.

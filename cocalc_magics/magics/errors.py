@@ -1,6 +1,6 @@
 """Errors the magics raise into the notebook, and how they are shown.
 
-Both classes define ``_render_traceback_``: IPython and ipykernel then show the
+Every class here defines ``_render_traceback_``: IPython and ipykernel then show the
 lines it returns instead of a traceback through our modules, the HTTP library and
 IPython. The cell still fails, so "Run All", nbconvert and papermill stop there.
 ``CoCalcMagics.show_tracebacks = True`` re-raises the client's own exception
@@ -131,3 +131,27 @@ def from_client_error(
         project_id=project_id or getattr(error, "project_id", None),
         where=where,
     )
+
+
+class JobDetached(KeyboardInterrupt):
+    """Ctrl-C with ``--detach``: the job keeps running in the project.
+
+    It is a ``KeyboardInterrupt``, so "Run All" stops at the cell as after any
+    interrupt.
+    """
+
+    def __init__(self, job_id: str, variable: str) -> None:
+        self.job_id = job_id
+        self.variable = variable
+        super().__init__(
+            f"detached from job {job_id}; it keeps running (stored in {variable})"
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        return [
+            f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}",
+            (
+                f"Hint: %cocalc job {self.job_id[:8]} --wait waits for it; "
+                f"%cocalc job {self.job_id[:8]} --kill stops it."
+            ),
+        ]

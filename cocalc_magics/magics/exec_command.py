@@ -16,7 +16,7 @@ from cocalc_magics.magics.arguments import (
     parse_env,
     parse_words,
 )
-from cocalc_magics.magics.errors import CommandFailedError
+from cocalc_magics.magics.errors import CommandFailedError, JobDetached
 from cocalc_magics.magics.execution import (
     ExecRequest,
     JobOptions,
@@ -177,10 +177,7 @@ def run_exec(
     variable = _store(magics, options, result)
     if result.running:
         # Ctrl-C with --detach: the job keeps running and a watcher follows it.
-        raise KeyboardInterrupt(
-            f"detached from job {result.job_id}; it keeps running (stored in "
-            f"{variable})"
-        )
+        raise JobDetached(result.job_id, variable)
     if result.job is None and not options.quiet:
         show_command_output(result, budget=magics.output_budget, variable=variable)
     elif not options.quiet:

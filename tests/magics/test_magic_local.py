@@ -12,7 +12,11 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from cocalc_magics.jobs import JobInterrupted
-from cocalc_magics.magics.errors import CoCalcMagicError, CommandFailedError
+from cocalc_magics.magics.errors import (
+    CoCalcMagicError,
+    CommandFailedError,
+    JobDetached,
+)
 
 
 def notices(captured) -> str:
@@ -135,11 +139,31 @@ class TestExec:
         remote = magics.session.connection.async_get(job.job_id)
         assert not remote.running
 
+    def test_interrupt_shown_without_traceback(self, shell, on_local_server, magics):
+        magics.interrupt_grace = [1.0, 1.0, 1.0]
+        timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with capture_output() as captured:
+                outcome = shell.run_cell("%cocalc exec --timeout 120 -- sleep 30")
+        finally:
+            timer.cancel()
+
+        job = outcome.error_in_exec.job
+        # The job's summary line, then the two lines shown for the exception.
+        shown = captured.stdout.splitlines()
+        assert isinstance(outcome.error_in_exec, JobInterrupted)
+        assert "Traceback" not in captured.stdout
+        assert len(shown) == 3, captured.stdout
+        assert "JobInterrupted" in shown[1]
+        assert f"job {job.job_id} (status: killed)" in shown[1]
+        assert f"%cocalc job {job.short_id}" in shown[2]
+
     def test_detach_leaves_job_running(self, shell, on_local_server, magics):
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:
-            with capture_output() as captured, pytest.raises(KeyboardInterrupt):
+            with capture_output() as captured, pytest.raises(JobDetached) as caught:
                 shell.run_line_magic(
                     "cocalc", "exec --detach --timeout 120 -- sleep 30"
                 )
@@ -148,6 +172,10 @@ class TestExec:
 
         result = shell.user_ns["_cocalc"]
         assert f"Detached: job {result.job_id}" in captured.stderr
+        shown = caught.value._render_traceback_()
+        assert len(shown) == 2
+        assert "keeps running" in shown[0]
+        assert f"%cocalc job {result.job_id[:8]} --kill" in shown[1]
         connection = magics.session.connection
         assert connection.async_get(result.job_id).running
 
