@@ -221,8 +221,8 @@ class JobLedger:
         """Return the ledger at :func:`default_ledger_path`, one object per file."""
         directory = os.environ.get(DATA_DIR_VARIABLE) or _user_data_dir()
         ledger = cls._defaults.get(directory)
-        # A file deleted since then is prepared again by a new object.
-        if ledger is None or not os.path.exists(ledger.path):
+        # A file deleted since then is prepared again by its next write or read.
+        if ledger is None:
             ledger = cls(Path(directory) / LEDGER_FILE_NAME)
             cls._defaults[directory] = ledger
         return ledger
@@ -401,9 +401,23 @@ class JobLedger:
 
 
 def _insert_statement(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    names = ", ".join(row)
-    marks = ", ".join(f":{name}" for name in row)
-    return f"INSERT OR REPLACE INTO jobs ({names}) VALUES ({marks})", row
+    return _insert_sql(tuple(row)), row
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(names: tuple[str, ...]) -> str:
+    columns = ", ".join(names)
+    marks = ", ".join(f":{name}" for name in names)
+    return f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})"
+
+
+@functools.lru_cache(maxsize=32)
+def _update_sql(names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{name} = :{name}" for name in names)
+    return (
+        f"UPDATE jobs SET {assignments} WHERE site = :key_site AND "
+        "project_id = :key_project AND job_id = :key_job AND final = 0"
+    )
 
 
 def _update_statement(
@@ -422,13 +436,8 @@ def _update_statement(
         row["final"] = int(row["final"])
     row["updated_ms"] = _now_ms()
 
-    assignments = ", ".join(f"{name} = :{name}" for name in row)
-    sql = (
-        f"UPDATE jobs SET {assignments} WHERE site = :key_site AND "
-        "project_id = :key_project AND job_id = :key_job AND final = 0"
-    )
     key = {"key_site": site, "key_project": project_id, "key_job": job_id}
-    return sql, {**row, **key}
+    return _update_sql(tuple(row)), {**row, **key}
 
 
 def _escape_like(text: str) -> str:

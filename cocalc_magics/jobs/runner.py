@@ -77,8 +77,10 @@ class JobInterrupted(KeyboardInterrupt):
         # IPython shows these lines instead of a traceback through the HTTP
         # library; what happened was already printed while the job was stopped.
         return [
-            f"\x1b[0;31m{type(self).__name__}\x1b[0m: Ctrl-C interrupted job "
-            f"{self.job.job_id} (status: {self.job.status})",
+            (
+                f"\x1b[0;31m{type(self).__name__}\x1b[0m: Ctrl-C interrupted job "
+                f"{self.job.job_id} (status: {self.job.status})"
+            ),
             f"Hint: %cocalc job {self.job.short_id} shows its output so far.",
         ]
 
