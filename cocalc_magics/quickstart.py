@@ -10,6 +10,7 @@ server data. The local server it starts is stopped at the end unless
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -38,11 +39,27 @@ def add_quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=120.0,
-        help="seconds each notebook cell may take (default: %(default)s).",
+        type=_whole_seconds,
+        default=120,
+        help="seconds each notebook cell may take, rounded up to whole seconds "
+        "(default: %(default)s).",
     )
     parser.set_defaults(run=run_quickstart)
+
+
+def _whole_seconds(text: str) -> int:
+    # nbclient takes whole seconds.
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of seconds"
+        )
+    return math.ceil(seconds)
 
 
 def find_notebook() -> Path:
@@ -71,15 +88,28 @@ def run_quickstart(options: argparse.Namespace) -> int:
     source = find_notebook()
     output = Path(options.output).expanduser().resolve()
     notebook = nbformat.read(source, as_version=4)
+    # The kernel starts in the output's folder, so it must exist first.
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(
+            f"cocalc-magics quickstart: cannot create the folder of --output "
+            f"{output}: {error.strerror}. Pass --output with a writable path.",
+            file=sys.stderr,
+        )
+        return 2
 
-    with _data_dir(options.data_dir) as data_dir, tempfile.TemporaryDirectory(
-        prefix="cocalc-quickstart-ipc-"
-    ) as socket_dir:
+    with (
+        _data_dir(options.data_dir) as data_dir,
+        tempfile.TemporaryDirectory(prefix="cocalc-quickstart-ipc-") as socket_dir,
+    ):
         # IPC sockets keep the kernel's traffic off the network, and ipykernel then
         # prints no warning about unencrypted TCP. nbclient does not shut down a
         # kernel manager it was given, so the finally clause does.
         kernel_manager = KernelManager(
-            kernel_name="python3", transport="ipc", ip=os.path.join(socket_dir, "kernel")
+            kernel_name="python3",
+            transport="ipc",
+            ip=os.path.join(socket_dir, "kernel"),
         )
         client = NotebookClient(
             notebook,
@@ -100,7 +130,6 @@ def run_quickstart(options: argparse.Namespace) -> int:
             if not options.keep_server:
                 _stop_server(data_dir)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, output)
     print(summarize(notebook))
     print(f"\nExecuted notebook: {output}")

@@ -49,7 +49,8 @@ def test_quickstart_finds_tested_notebook():
 
 
 def test_quickstart_command(tmp_path):
-    output = tmp_path / "executed.ipynb"
+    # A folder that does not exist yet, and a timeout in fractional seconds.
+    output = tmp_path / "new" / "folder" / "executed.ipynb"
     result = subprocess.run(
         [
             sys.executable,
@@ -60,6 +61,8 @@ def test_quickstart_command(tmp_path):
             str(output),
             "--data-dir",
             str(tmp_path / "data"),
+            "--timeout",
+            "90.5",
         ],
         check=False,
         capture_output=True,
@@ -77,3 +80,37 @@ def test_quickstart_command(tmp_path):
     from cocalc_magics.server.launch import live_server
 
     assert live_server(tmp_path / "data") is None
+
+
+def test_quickstart_unwritable_output(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cocalc_magics.cli",
+            "quickstart",
+            "--output",
+            str(blocker / "executed.ipynb"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "cannot create the folder of --output" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_quickstart_rejects_bad_timeout():
+    result = subprocess.run(
+        [sys.executable, "-m", "cocalc_magics.cli", "quickstart", "--timeout", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "'0' is not a positive number of seconds" in result.stderr
