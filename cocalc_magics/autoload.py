@@ -81,9 +81,24 @@ def set_enabled(path: Path, enabled: bool) -> bool:
         extensions.append(EXTENSION)
     else:
         extensions.remove(EXTENSION)
+        _drop_empty(config)
+    if not config:
+        # Nothing else was configured here: the file would only get in the way.
+        path.unlink()
+        return True
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return True
+
+
+def _drop_empty(config: dict) -> None:
+    # An empty extensions list in a profile's file would hide the list of the
+    # environment's file, so that enabling autoload there would have no effect.
+    section = config["InteractiveShellApp"]
+    if not section["extensions"]:
+        del section["extensions"]
+    if not section:
+        del config["InteractiveShellApp"]
 
 
 def run_autoload(options: argparse.Namespace) -> int:

@@ -82,7 +82,8 @@ def test_cli_user_profile_round_trip(tmp_path):
 
     disabled = run_cli("disable", "--user", ipython_dir=tmp_path)
     assert disabled.returncode == 0, disabled.stderr
-    assert read_config(config_file)["InteractiveShellApp"]["extensions"] == []
+    # An empty list would hide the environment's list from kernels.
+    assert not config_file.exists()
 
 
 def test_cli_reports_broken_file(tmp_path):
@@ -110,3 +111,13 @@ def test_cli_quiet_without_python_config(tmp_path):
     result = run_cli("enable", "--user", ipython_dir=tmp_path)
     assert result.returncode == 0
     assert result.stderr == ""
+
+
+def test_disable_drops_empty_list_keeps_rest(tmp_path):
+    path = tmp_path / "ipython_kernel_config.json"
+    other = {"IPKernelApp": {"matplotlib": "inline"}}
+    path.write_text(
+        json.dumps({**other, "InteractiveShellApp": {"extensions": [EXTENSION]}})
+    )
+    assert set_enabled(path, False) is True
+    assert read_config(path) == other
