@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from cocalc_magics.magics.registry import reported, subcommand
@@ -52,7 +53,18 @@ def panel(magics: CoCalcMagics, options):
     The panel reads the project through hub calls only, so it never starts a
     stopped project. Only its Start and Restart buttons start the project.
     """
+    from cocalc_magics.panels.base import check_refresh_interval
     from cocalc_magics.panels.display import show_panel
+
+    # Checked here too, because the text view outside a widget frontend does
+    # not refresh and would accept any value silently.
+    try:
+        check_refresh_interval(options.interval)
+    except ValueError:
+        raise UsageError(
+            f"--interval must be at least 0.1 seconds, or 0 to turn refreshing off, "
+            f"not {options.interval:g}; for example %cocalc panel --interval 10"
+        ) from None
 
     with reported(magics, "panel", options.project):
         project_id = magics.session.project_id(options.project)

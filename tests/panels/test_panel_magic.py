@@ -41,6 +41,12 @@ def test_panel_magic_rejects_unknown_kind(shell):
         shell.run_line_magic("cocalc", "panel nope")
 
 
+@pytest.mark.parametrize("value", ["-1", "0.01", "nan"])
+def test_panel_magic_rejects_bad_interval(shell, value):
+    with pytest.raises(UsageError, match="--interval must be at least 0.1 seconds"):
+        shell.run_line_magic("cocalc", f"panel --interval {value}")
+
+
 def test_panel_magic_in_kernel_shows_widget(local_server, tmp_path):
     environment = server_environment(local_server, tmp_path / "ledger")
     sources = [
