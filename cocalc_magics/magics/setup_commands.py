@@ -94,7 +94,15 @@ def _read_key(options) -> tuple[str | None, str]:
     if options.prompt_key:
         import getpass
 
-        key = getpass.getpass("CoCalc API key (hidden): ").strip()
+        from IPython.core.error import StdinNotImplementedError
+
+        try:
+            key = getpass.getpass("CoCalc API key (hidden): ").strip()
+        except StdinNotImplementedError:
+            raise UsageError(
+                "this frontend cannot ask for input (nbconvert and papermill "
+                "cannot); use --key-env VARIABLE or set COCALC_API_KEY instead."
+            ) from None
         if not key:
             raise UsageError("no API key was entered; run %cocalc connect again.")
         return key, "--prompt-key"

@@ -180,3 +180,32 @@ class TestAutoLoadConfig:
             client.stop_channels()
             manager.shutdown_kernel(now=True)
         assert "".join(printed).strip() == "True"
+
+
+def test_prompt_key_without_stdin_is_usage_error():
+    from jupyter_client.manager import start_new_kernel
+
+    stderr = []
+
+    def keep_stderr(message):
+        if message["msg_type"] == "stream" and message["content"]["name"] == "stderr":
+            stderr.append(message["content"]["text"])
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        # Like nbconvert and papermill, this client does not answer input requests.
+        reply = client.execute_interactive(
+            "%load_ext cocalc_magics\n"
+            "%cocalc connect --host http://127.0.0.1:9 --prompt-key",
+            timeout=60,
+            allow_stdin=False,
+            output_hook=keep_stderr,
+        )
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    text = "".join(stderr)
+    assert reply["content"]["status"] == "error"
+    assert "UsageError: this frontend cannot ask for input" in text
+    assert "--key-env" in text
+    assert "Traceback" not in text
