@@ -85,6 +85,15 @@ class CommandFailedError(CoCalcMagicError):
         status = getattr(result, "status", None)
         if status == "timed out":
             hint = "pass a larger --timeout (in seconds), or --no-raise to continue."
+        elif status == "failed" and _spawn_missing_file(result):
+            message = (
+                "the command could not start: its working folder (--path or --cwd) "
+                "probably does not exist in the project"
+            )
+            hint = (
+                "--path is relative to the project's home; create the folder with "
+                "%cocalc exec -- mkdir -p FOLDER, or fix the option."
+            )
         elif status == "lost":
             job = getattr(result, "job", None)
             if job is not None and job.message:
@@ -100,6 +109,14 @@ class CommandFailedError(CoCalcMagicError):
             project_id=result.project_id,
             where=where,
         )
+
+
+def _spawn_missing_file(result) -> bool:
+    # CoCalc spawns bash in the working folder; when the folder is missing, Node
+    # reports ENOENT for "spawn bash", which reads as if bash were missing.
+    job = getattr(result, "job", None)
+    text = (getattr(job, "message", None) or "") + (result.stderr or "")
+    return '"code":"ENOENT"' in text and '"syscall":"spawn' in text
 
 
 def from_client_error(

@@ -53,6 +53,14 @@ class TestExec:
         assert caught.value.result.exit_code == 1
         assert "local server" in str(caught.value)
 
+    def test_missing_path_named_in_error(self, shell, on_local_server):
+        with capture_output(), pytest.raises(CommandFailedError) as caught:
+            shell.run_line_magic("cocalc", "exec --path no/such/folder -- true")
+        error = caught.value
+        assert error.result.status == "failed"
+        assert "working folder (--path or --cwd)" in error.message
+        assert "mkdir -p" in error.hint
+
     def test_result_stored(self, shell, run):
         result, _ = run("exec --out answer --quiet -- echo 42")
         assert shell.user_ns["answer"] is result
