@@ -60,7 +60,8 @@ def parse_words(function: Callable, words: list[str], *, usage_example: str):
     """
     parser = function.parser
     if words and words[0] in ("-h", "--help"):
-        print(parser.format_help())
+        # IPython's usage line starts with "::", reStructuredText for docstrings.
+        print(parser.format_help().removeprefix("::\n\n"))
         return None
 
     try:

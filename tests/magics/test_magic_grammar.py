@@ -179,6 +179,7 @@ class TestHelp:
     def test_subcommand_help(self, shell, capsys):
         shell.run_line_magic("cocalc", "exec --help")
         printed = capsys.readouterr().out
+        assert printed.lstrip().startswith("%cocalc exec [--project PROJECT_ID]")
         assert "--timeout SECONDS" in printed
         assert "--dry-run" in printed
 
