@@ -17,10 +17,12 @@ messages can name it. Its ``repr`` and ``describe()`` show the key only masked.
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import sys
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,26 +301,55 @@ def _read_config_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise _config_error(path, f"cannot be read ({exc.strerror})") from None
+        raise _config_error(
+            path, f"cannot be read ({exc.strerror})", hint=_UNREADABLE_HINT
+        ) from None
 
     _check_owner_only(path, info)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise _config_error(path, f"cannot be read ({exc})") from None
+        raise _config_error(
+            path, f"cannot be read ({exc})", hint=_UNREADABLE_HINT
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise _config_error(path, f"is not valid TOML ({exc})") from None
+        raise _config_error(
+            path, f"is not valid TOML ({exc})", hint=_SYNTAX_HINT
+        ) from None
 
+    _warn_unknown_keys(path, data)
     result = {}
-    for name in ("host", "api_key", "project_id"):
+    for name in _FILE_KEYS:
         value = data.get(name)
         if value is None:
             continue
         if not isinstance(value, str):
-            raise _config_error(path, f"has a non-string value for {name!r}")
+            raise _config_error(
+                path, f"has a non-string value for {name!r}", hint=_SYNTAX_HINT
+            )
         if value.strip():
             result[name] = value
     return result
+
+
+_FILE_KEYS = ("host", "api_key", "project_id")
+_SYNTAX_HINT = (
+    'Each setting is one line with a quoted value, for example: host = "https://'
+    'cocalc.com". Fix the line the message names.'
+)
+_UNREADABLE_HINT = "Check that the file exists and that you may read it."
+
+
+def _warn_unknown_keys(path: Path, data: dict) -> None:
+    for key in data:
+        if key in _FILE_KEYS:
+            continue
+        close = difflib.get_close_matches(key, _FILE_KEYS, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        warnings.warn(
+            f"config file {path}: unknown setting {key!r} is ignored{guess}",
+            stacklevel=4,
+        )
 
 
 def _check_owner_only(path: Path, info: os.stat_result) -> None:
@@ -327,20 +358,21 @@ def _check_owner_only(path: Path, info: os.stat_result) -> None:
     if os.name != "posix":
         return
     if info.st_uid != os.getuid():
-        raise _config_error(path, "belongs to another user", chmod=False)
+        raise _config_error(
+            path,
+            "belongs to another user",
+            hint=f"Use a config file that you own, or remove {path}.",
+        )
     if stat.S_IMODE(info.st_mode) & 0o077:
         mode = oct(stat.S_IMODE(info.st_mode))
-        raise _config_error(path, f"can be read or written by other users ({mode})")
+        raise _config_error(
+            path,
+            f"can be read or written by other users ({mode})",
+            hint=f"Run: chmod 600 {path}",
+        )
 
 
-def _config_error(
-    path: Path, problem: str, *, chmod: bool = True
-) -> ConfigurationError:
-    hint = (
-        f"Run: chmod 600 {path}"
-        if chmod
-        else f"Use a config file that you own, or remove {path}."
-    )
+def _config_error(path: Path, problem: str, *, hint: str) -> ConfigurationError:
     return ConfigurationError(
         "settings", f"config file {path} {problem}; it was not used", hint=hint
     )

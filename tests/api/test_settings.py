@@ -128,8 +128,20 @@ def test_config_file_not_read_when_all_given(tmp_path):
 
 def test_config_file_with_invalid_toml(tmp_path):
     path = write_config(tmp_path / "config.toml", "api_key = sk-unquoted\n")
-    with pytest.raises(ConfigurationError, match="not valid TOML"):
+    with pytest.raises(ConfigurationError, match="not valid TOML") as caught:
         resolve_settings(config_path=path, environ={})
+    assert "quoted value" in caught.value.hint
+    assert "chmod" not in caught.value.hint
+
+
+def test_config_file_unknown_key_warns(tmp_path):
+    path = write_config(
+        tmp_path / "config.toml", 'projectid = "x"\nhost = "https://cocalc.com"\n'
+    )
+    with pytest.warns(UserWarning, match="unknown setting 'projectid'") as caught:
+        settings = resolve_settings(config_path=path, environ={})
+    assert "did you mean 'project_id'?" in str(caught[0].message)
+    assert settings.project_id is None
 
 
 def test_config_file_with_non_string_value(tmp_path):
