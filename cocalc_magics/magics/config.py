@@ -7,6 +7,8 @@ the user config file, or the hidden prompt of ``%cocalc connect --prompt-key``.
 
 from __future__ import annotations
 
+import uuid
+
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
@@ -169,6 +171,19 @@ class CoCalcMagicsConfig(Configurable):
             "excluded); None for no limit."
         ),
     ).tag(config=True)
+
+    @validate("project")
+    def _validate_project(self, proposal):
+        value = proposal["value"]
+        if value is None:
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise TraitError(
+                f"CoCalcMagics.project must be a project id (a UUID), not {value!r}; "
+                "%cocalc projects lists the ids of your projects"
+            ) from None
 
     @validate("interrupt_grace")
     def _validate_grace(self, proposal):

@@ -17,6 +17,7 @@ from IPython.core.magic import (
     no_var_expand,
 )
 from IPython.core.magic_arguments import magic_arguments
+from traitlets import observe
 
 from cocalc_magics.magics import subcommands
 from cocalc_magics.magics.arguments import (
@@ -28,6 +29,7 @@ from cocalc_magics.magics.arguments import (
 from cocalc_magics.magics.config import CoCalcMagicsConfig
 from cocalc_magics.magics.expansion import Expander
 from cocalc_magics.magics.fanout_commands import projects_value
+from cocalc_magics.magics.rendering import show_notice
 from cocalc_magics.magics.session import Session
 
 _CELL_EXAMPLE = "%%cocalc_exec --timeout 30 (then the bash script on the next lines)"
@@ -40,6 +42,22 @@ class CoCalcMagics(Magics, CoCalcMagicsConfig):
     def __init__(self, shell=None, **kwargs) -> None:
         super().__init__(shell=shell, **kwargs)
         self.session = Session(self)
+
+    @observe("host", "project")
+    def _site_or_project_changed(self, change) -> None:
+        # The connection was built from the earlier values (or by %cocalc local or
+        # connect); without this, %config would be ignored until a reload.
+        session = getattr(self, "session", None)
+        if session is None or session._connection is None:
+            return
+        if change["name"] == "project" and change["new"]:
+            session.use_project(change["new"])
+            show_notice(
+                f"The magics now use project {change['new']} on {session.where()}."
+            )
+        else:
+            session.close()
+            show_notice("The magics will connect with the new settings on next use.")
 
     @no_var_expand
     @line_magic

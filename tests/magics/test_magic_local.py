@@ -8,6 +8,7 @@ import signal
 import threading
 
 import pytest
+from traitlets import TraitError
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -399,3 +400,28 @@ class TestSetupSubcommands:
             assert "stopped" in notices(captured)
         finally:
             stop_local_server(data_dir)
+
+
+class TestConfigAfterConnect:
+    def test_project_trait_applies_to_connection(self, shell, magics, on_local_server):
+        other = "0b9f0e3c-2f4e-4a63-9f3c-1d2e3f4a5b6c"
+        before = magics.session.connection
+        with capture_output() as captured:
+            shell.run_line_magic("config", f"CoCalcMagics.project = '{other.upper()}'")
+        after = magics.session.connection
+        assert after.project_id == other
+        assert after.host == before.host
+        assert after.label == before.label
+        assert f"now use project {other}" in notices(captured)
+        assert "(from CoCalcMagics.project)" in "\n".join(after.settings.describe())
+
+    def test_invalid_project_trait_rejected(self, magics):
+        with pytest.raises(TraitError, match="must be a project id"):
+            magics.project = "abc"
+
+    def test_host_trait_resets_connection(self, shell, magics, on_local_server):
+        magics.session.connection
+        with capture_output() as captured:
+            magics.host = on_local_server.url
+        assert magics.session._connection is None
+        assert "new settings on next use" in notices(captured)
