@@ -84,7 +84,9 @@ def connect(magics: CoCalcMagics, options):
         )
         magics.session.replace(Connection(settings))
 
-    lines = [f"Connected to {settings.host}."] + settings.describe()
+    # Nothing is sent yet: the first command (or doctor) contacts the site.
+    lines = [f"Using {settings.host} from now on (not contacted yet)."]
+    lines += settings.describe()
     lines.append("Run %cocalc doctor to check the key and the project.")
     show_notice("\n".join(lines))
 

@@ -349,6 +349,7 @@ class TestSetupSubcommands:
         assert on_local_server.api_key not in text
         assert "API key: sk-…" in text
         assert "(from --key-env MY_COCALC_KEY)" in text
+        assert f"Using {on_local_server.url} from now on (not contacted yet)." in text
         assert f"{on_local_server.url} (from --host)" in text
         assert "(from --project)" in text
         result = shell.run_line_magic("cocalc", "exec --quiet -- echo connected")
