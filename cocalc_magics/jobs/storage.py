@@ -90,8 +90,8 @@ def _file_identity(path: Path) -> tuple[int, int]:
 class Statement(NamedTuple):
     """One queued write: SQL with named parameters, for one ledger file.
 
-    ``prepare`` creates the file when it is missing. An ``urgent`` statement is
-    committed at once instead of after the batch delay.
+    ``prepare`` creates the file when it is missing. A batch with an ``urgent``
+    statement is committed after :data:`URGENT_DELAY_S` instead of the batch delay.
     """
 
     path: Path
