@@ -7,6 +7,7 @@ the ``cocalc-magics`` parser stays fast.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -67,6 +68,13 @@ def run_serve(options: argparse.Namespace) -> int:
         print("cocalc-magics serve: --start-delay must be 0 or more seconds")
         return 2
     data_dir = (options.data_dir or default_data_dir()).expanduser().absolute()
+    if data_dir.exists() and not data_dir.is_dir():
+        print(
+            f"cocalc-magics serve: --data-dir {data_dir} is a file, not a folder; "
+            "pass a folder (it is created if missing).",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(data_dir, options.verbose, console=not options.quiet)
     return serve_foreground(
         data_dir,

@@ -356,6 +356,21 @@ def test_serve_command_show_key(tmp_path):
     assert info["api_key"] in lines[1]
 
 
+def test_serve_rejects_file_as_data_dir(tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "cocalc_magics.server", "--data-dir", str(not_a_folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "is a file, not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_reports_busy_port(tmp_path):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
