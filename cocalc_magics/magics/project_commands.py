@@ -339,9 +339,19 @@ def call(magics: CoCalcMagics, context: LineContext):
     of braces, so the JSON argument is the one place where ``{expression}`` is
     not expanded; the method name and ``--project`` are.
     """
-    options = parse_words(
-        call, [word.text for word in context.words[1:]], usage_example=call.example
-    )
+    words = [word.text for word in context.words[1:]]
+    try:
+        options = parse_words(call, words, usage_example=call.example)
+    except UsageError as error:
+        if "unrecognized arguments" in str(error) and any(
+            "{" in word or "[" in word for word in words
+        ):
+            # The shell rules split unquoted JSON at its spaces and drop its quotes.
+            raise UsageError(
+                "the JSON arguments must be one word: put them in single quotes, "
+                """for example: %cocalc call system.listing '[{"path": ""}]'"""
+            ) from None
+        raise
     if options is None:
         return None
     options.name = context.expander.expand(options.name)
@@ -366,9 +376,15 @@ def _parse_json_args(text: str) -> list:
     try:
         args = json.loads(text)
     except json.JSONDecodeError as error:
+        advice = (
+            "write single braces: %cocalc call sends its JSON as typed, without "
+            "{expression} expansion"
+            if "{{" in text
+            else "quote them, for example: "
+            """%cocalc call system.listing '[{"path": ""}]'"""
+        )
         raise UsageError(
-            f"the arguments {text!r} are not valid JSON ({error.msg}); quote them, "
-            """for example: %cocalc call system.listing '[{"path": ""}]'"""
+            f"the arguments {text!r} are not valid JSON ({error.msg}); {advice}"
         ) from None
     if isinstance(args, dict):
         return [args]

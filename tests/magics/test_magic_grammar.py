@@ -133,6 +133,8 @@ class TestUsageErrors:
             ("exec echo {missing}", "'missing'"),
             ("call system.ping '{not json'", "not valid JSON"),
             ("call system.ping 3", "JSON array or object"),
+            ('call projects.setQuotas {"memory": 1000}', "put them in single quotes"),
+            ('call system.listing \'[{{"path": ""}}]\'', "write single braces"),
             ("ping extra", "unrecognized arguments"),
         ],
     )
