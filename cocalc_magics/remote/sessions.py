@@ -10,8 +10,9 @@ the last successful call, because that call ran the same inputs (its history and
 its input) plus a kernel start. When that estimate nears the server's time limit
 per run (30 s when no ``limits`` are sent), the session warns: a replay cut short
 fails silently and later inputs miss its state. It also warns, by a heuristic on
-the code's text, when an input that will be replayed seems to write files, print,
-use the network, draw random numbers or read the clock.
+the code's text, when an input that will be replayed seems to write files, use the
+network, draw random numbers or read the clock. Printing is no such effect, because
+the server discards the output of the replayed history.
 
 Sessions live in memory, per (site, project, kernel, name).
 """
@@ -50,7 +51,6 @@ SIDE_EFFECT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                 r"\.(mkdir|unlink|touch)\(|\bpickle\.dump|\bjson\.dump\("
             ),
         ),
-        ("print output", r"\bprint\s*\(|\bdisplay\s*\(|\bcat\(|\bputs\b"),
         (
             "use the network",
             (

@@ -146,17 +146,17 @@ def test_reset_forgets_history(shell, connection, fake, store):
 
 def test_session_description_lists_inputs(shell, connection, store):
     run(connection, "a = 1", store, session="work")
-    run(connection, "print(a)", store, session="work")
+    run(connection, "import random", store, session="work")
     session = find_sessions(connection, "work", sessions=store)[0]
     text = session.describe()
 
     assert "Session 'work' on kernel python3" in text
     assert "2 inputs replayed on each call, 2 calls so far (0 with an error)." in text
     assert "[1] a = 1" in text
-    assert "[2] print(a)   [print output]" in text
+    assert "[2] import random   [draw random numbers]" in text
     assert "Replay estimate: at most about" in text
     page = session._repr_html_()
-    assert "<li><code>[2] print(a)   [print output]</code></li>" in page
+    assert "<li><code>[2] import random   [draw random numbers]</code></li>" in page
 
 
 def test_side_effect_warning_on_replayed_input(shell, connection, store):

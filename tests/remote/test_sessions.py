@@ -18,7 +18,6 @@ KEY = SessionKey(
         ("df.to_csv('out.csv')", "write or delete files"),
         ("plt.savefig('plot.png')", "write or delete files"),
         ("os.remove('old.txt')", "write or delete files"),
-        ("print(total)", "print output"),
         ("import requests\nrequests.get(url)", "use the network"),
         ("from urllib.request import urlopen", "use the network"),
         ("np.random.rand(3)", "draw random numbers"),
@@ -39,6 +38,8 @@ def test_side_effects_detected(code, effect):
         "a = 1",
         "import numpy as np\nx = np.arange(10)",
         "def f(x):\n    return x * 2",
+        # The server discards the output of replayed history.
+        "print(total)",
         "",
     ],
 )
@@ -101,13 +102,13 @@ def test_reset_clears_everything():
 def test_describe_marks_side_effects():
     session = Session(KEY)
     session.record_call("a = 1", 0.2, ok=True)
-    session.record_call("print(a)\nprint(a + 1)", 0.3, ok=True)
+    session.record_call("import random\nrandom.seed(a)", 0.3, ok=True)
     text = session.describe()
 
     assert "2 inputs replayed on each call, 2 calls so far (0 with an error)." in text
     assert "Last call: 0.3 s with 1 input replayed first." in text
     assert "[1] a = 1" in text
-    assert "[2] print(a) … (+1 lines)   [print output]" in text
+    assert "[2] import random … (+1 lines)   [draw random numbers]" in text
     assert "a guess from the code's text" in text
     assert repr(session) == "<Session 'work' kernel='python3' inputs=2 calls=2>"
 
