@@ -29,9 +29,23 @@ LAST_RESULT_NAME = "_cocalc"
 class FanoutFailedError(CommandFailedError):
     """Some projects of a ``--projects`` run failed; ``result`` has every row."""
 
-    def __init__(self, result: FanoutResult, *, variable: str, where: str) -> None:
+    def __init__(
+        self,
+        result: FanoutResult,
+        *,
+        variable: str,
+        where: str,
+        retried: int | None = None,
+    ) -> None:
         self.result = result
         failed = len(result.failed())
+        summary = f"{failed} of {len(result)} projects failed"
+        if retried is not None:
+            # The grid of a retry counts only the retried projects.
+            summary = (
+                f"{failed} of {len(result)} projects still failed after retrying "
+                f"{retried}"
+            )
         retry = (
             "%cocalc retry"
             if variable == LAST_RESULT_NAME
@@ -40,7 +54,7 @@ class FanoutFailedError(CommandFailedError):
         CoCalcMagicError.__init__(
             self,
             result.operation.describe(),
-            f"{failed} of {len(result)} projects failed",
+            summary,
             hint=(
                 f"the table is in {variable}; retry the failed ones with {retry} "
                 f"or retry_failed({variable}), or pass --no-raise."
@@ -192,8 +206,13 @@ def store_result(magics: CoCalcMagics, options, result) -> str:
     return out or LAST_RESULT_NAME
 
 
-def raise_on_failures(magics: CoCalcMagics, options, result: FanoutResult) -> None:
-    """Raise ``FanoutFailedError`` when a project failed, unless ``--no-raise``."""
+def raise_on_failures(
+    magics: CoCalcMagics, options, result: FanoutResult, *, retried: int | None = None
+) -> None:
+    """Raise ``FanoutFailedError`` when a project failed, unless ``--no-raise``.
+
+    *retried* is the number of projects a retry ran again, for the message.
+    """
     if not result.failed().rows:
         return
     if magics.raise_on_failure and not getattr(options, "no_raise", False):
@@ -201,6 +220,7 @@ def raise_on_failures(magics: CoCalcMagics, options, result: FanoutResult) -> No
             result,
             variable=getattr(options, "out", None) or LAST_RESULT_NAME,
             where=magics.session.where(),
+            retried=retried,
         )
 
 

@@ -76,7 +76,7 @@ def retry(magics: CoCalcMagics, options) -> None:
     merged = previous.merged(newer)
     _store_merged(magics, options.variable, merged)
     retry_options.out = options.variable
-    raise_on_failures(magics, retry_options, merged)
+    raise_on_failures(magics, retry_options, merged, retried=len(newer))
 
 
 def _store_merged(magics: CoCalcMagics, variable: str, merged) -> None:

@@ -169,7 +169,9 @@ class TestRetry:
         merged = shell.user_ns["first"]
         assert shell.user_ns["_cocalc"] is merged
         assert [row.ok for row in merged] == [True, True, False]
-        assert "1 of 3 projects failed" in str(outcome.error_in_exec)
+        assert "1 of 3 projects still failed after retrying 3" in str(
+            outcome.error_in_exec
+        )
 
         connection.exec("touch ready", bash=True, project_id=lab[2])
         with capture_output():
