@@ -143,11 +143,29 @@ def run_command(
         # Neither error means the command ran, so sending it again is safe.
         if isinstance(error, ProjectNotRunningError) and not start_stopped:
             raise
+        if request.compute_server_id and isinstance(error, NotListeningError):
+            # Starting the project does not start one of its compute servers.
+            raise compute_server_error(request, where) from None
         logger.info("project %s not ready (%s); starting it", request.project_id, error)
 
     start_project(connection, request.project_id, deadline=deadline, where=where)
     remaining = max(deadline - time.monotonic(), 1.0)
     return _send(connection, request, remaining, started, where, job_options)
+
+
+def compute_server_error(request: ExecRequest, where: str) -> CoCalcMagicError:
+    """Build the error for a compute server that does not answer."""
+    number = request.compute_server_id
+    return CoCalcMagicError(
+        "project exec",
+        f"compute server {number} of the project does not answer, so the command "
+        "was not run",
+        hint=f"check that compute server {number} exists and is running (the "
+        "project's Compute Servers page lists them), or leave out --compute-server "
+        "to run in the project itself.",
+        project_id=request.project_id,
+        where=where,
+    )
 
 
 def not_running_error(operation: str, project_id: str, where: str) -> CoCalcMagicError:

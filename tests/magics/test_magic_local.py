@@ -8,9 +8,9 @@ import signal
 import threading
 
 import pytest
-from traitlets import TraitError
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from traitlets import TraitError
 
 from cocalc_magics.jobs import JobInterrupted
 from cocalc_magics.magics.errors import (
@@ -61,6 +61,13 @@ class TestExec:
         assert error.result.status == "failed"
         assert "working folder (--path or --cwd)" in error.message
         assert "mkdir -p" in error.hint
+
+    def test_missing_compute_server_named(self, shell, on_local_server):
+        with capture_output() as captured, pytest.raises(CoCalcMagicError) as caught:
+            shell.run_line_magic("cocalc", "exec --compute-server 3 -- true")
+        assert "compute server 3 of the project does not answer" in caught.value.message
+        assert "--compute-server" in caught.value.hint
+        assert "Starting project" not in notices(captured)
 
     def test_result_stored(self, shell, run):
         result, _ = run("exec --out answer --quiet -- echo 42")
