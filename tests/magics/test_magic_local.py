@@ -428,7 +428,7 @@ class TestConfigAfterConnect:
             magics.project = "abc"
 
     def test_host_trait_resets_connection(self, shell, magics, on_local_server):
-        magics.session.connection
+        assert magics.session.connection is not None
         with capture_output() as captured:
             magics.host = on_local_server.url
         assert magics.session._connection is None
