@@ -139,16 +139,21 @@ class Settings:
                 lines.append(f"{label}: not set; {_how_to_set(name, self.config_path)}")
         return lines
 
-    def with_overrides(self, **values: str | None) -> Settings:
-        """Return a copy where the given non-None values replace the current ones."""
+    def with_overrides(
+        self, *, source: str = "argument", **values: str | None
+    ) -> Settings:
+        """Return a copy where the given non-None values replace the current ones.
+
+        *source* names where the new values came from, for :meth:`describe`.
+        """
         changed = {k: v for k, v in values.items() if v is not None}
         if not changed:
             return self
 
         sources = dict(self.sources)
-        normalized = _normalize_all(changed, {k: "argument" for k in changed})
+        normalized = _normalize_all(changed, {k: source for k in changed})
         for name in changed:
-            sources[name] = "argument"
+            sources[name] = source
         fields = {
             "host": self.host,
             "api_key": self.api_key,

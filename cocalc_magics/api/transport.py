@@ -242,6 +242,21 @@ class BaseConnection:
             return self.project_id
         return normalize_project_id(project_id)
 
+    def copy(self, settings: Settings | None = None):
+        """Return a new connection with the same options and its own HTTP session.
+
+        *settings* replaces the current ones (another project, say).
+        """
+        return type(self)(
+            settings or self.settings,
+            allow_insecure_http=self.allow_insecure_http,
+            connect_timeout=self.connect_timeout,
+            cold_start_margin=self.cold_start_margin,
+            label=self.label,
+            max_retries=self.max_retries,
+            retry_backoff=self.retry_backoff,
+        )
+
     def close(self) -> None:
         """Close the pooled HTTP connections."""
         self._session.close()

@@ -95,15 +95,7 @@ def clone_connection(connection: Connection) -> Connection:
 
     if not isinstance(connection, Connection):
         return connection
-    return Connection(
-        connection.settings,
-        allow_insecure_http=connection.allow_insecure_http,
-        connect_timeout=connection.connect_timeout,
-        cold_start_margin=connection.cold_start_margin,
-        label=connection.label,
-        max_retries=connection.max_retries,
-        retry_backoff=connection.retry_backoff,
-    )
+    return connection.copy()
 
 
 def _notice(text: str) -> None:

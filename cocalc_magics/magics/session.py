@@ -116,22 +116,11 @@ class Session:
 
     def use_project(self, project_id: str) -> None:
         """Address *project_id* from now on, on the same site with the same key."""
-        from cocalc_magics.api import Connection
-
         current = self.connection
-        settings = current.settings.with_overrides(project_id=project_id)
-        settings.sources["project_id"] = "CoCalcMagics.project"
-        self.replace(
-            Connection(
-                settings,
-                allow_insecure_http=current.allow_insecure_http,
-                connect_timeout=current.connect_timeout,
-                cold_start_margin=current.cold_start_margin,
-                label=current.label,
-                max_retries=current.max_retries,
-                retry_backoff=current.retry_backoff,
-            )
+        settings = current.settings.with_overrides(
+            project_id=project_id, source="CoCalcMagics.project"
         )
+        self.replace(current.copy(settings))
 
     def close(self) -> None:
         if self._connection is not None:
