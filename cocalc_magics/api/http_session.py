@@ -6,10 +6,10 @@ library finds them by decoding and scanning every environment variable, twice pe
 request, so that step costs about as much as the rest of preparing the request.
 
 :class:`EnvironmentCachedSession` keeps those settings and reuses them while the
-variables they depend on are unchanged. Each request still checks them: it scans
-the variable names once and compares the values of the few that matter (any
+variables they depend on are unchanged. Each request still checks them. It scans
+the variable names once and compares the values of the few that matter: any
 ``*_proxy`` in any letter case, ``REQUEST_METHOD``, ``REQUESTS_CA_BUNDLE`` and
-``CURL_CA_BUNDLE``), so a proxy set or removed between two requests is used at once,
+``CURL_CA_BUNDLE``. A proxy set or removed between two requests is so used at once,
 as with a plain session. On macOS and Windows, where the standard library also
 reads the system's proxy settings, the session does what a plain one does.
 """

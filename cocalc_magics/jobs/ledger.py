@@ -190,8 +190,8 @@ def flush_pending_writes(timeout: float | None = None) -> bool:
 
 
 def _flush_queue() -> None:
-    # Bounded, so that another process holding the file's lock cannot block a
-    # read for the whole busy timeout; the read then goes on without the queue.
+    # The wait is bounded, so another process that holds the file's lock cannot
+    # block a read for the whole busy timeout. The read then goes on without the queue.
     if not writer.flush(READ_FLUSH_TIMEOUT_S):
         logger.info("ledger writes still queued after %s s", READ_FLUSH_TIMEOUT_S)
 

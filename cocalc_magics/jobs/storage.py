@@ -235,7 +235,7 @@ class BackgroundWriter:
         with self._condition:
             self._condition.wait_for(lambda: self._queue or self._stopping, IDLE_EXIT_S)
             if not self._queue:
-                # Deciding under the lock means that submit() sees None and
+                # This is decided under the lock, so submit() finds None and
                 # starts a new thread for any statement queued after this.
                 self._thread = None
                 return None

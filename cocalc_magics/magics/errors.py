@@ -112,7 +112,7 @@ class CommandFailedError(CoCalcMagicError):
 
 
 def _spawn_missing_file(result) -> bool:
-    # CoCalc spawns bash in the working folder; when the folder is missing, Node
+    # CoCalc spawns bash in the working folder. When the folder is missing, Node
     # reports ENOENT for "spawn bash", which reads as if bash were missing.
     job = getattr(result, "job", None)
     text = (getattr(job, "message", None) or "") + (result.stderr or "")

@@ -67,9 +67,9 @@ def exec_subcommand(magics: CoCalcMagics, context: LineContext):
     outputs are shown instead of returned (the result is in ``_cocalc``).
     """
     words = [word.text for word in context.words[1:]]
-    # A first parse finds where the command starts. It sees each {field} as 0, so
-    # that nothing is evaluated yet: code for --kernel is not expanded at all, and
-    # a field split into several words by the shell rules is expanded whole later.
+    # A first parse finds where the command starts. Each {field} is replaced by 0
+    # there, so nothing is evaluated yet. Code for --kernel is never expanded, and
+    # a field that the shell rules split into several words is expanded whole later.
     probe = [_FIELD.sub("0", word) for word in words]
     try:
         options = parse_words(exec_subcommand, probe, usage_example=_EXEC_EXAMPLE)

@@ -154,7 +154,7 @@ def run_command(
 
 
 def compute_server_error(request: ExecRequest, where: str) -> CoCalcMagicError:
-    """Build the error for a compute server that does not answer."""
+    """Build the error for a compute server that does not respond."""
     number = request.compute_server_id
     return CoCalcMagicError(
         "project exec",

@@ -57,8 +57,8 @@ def merged(session: requests.Session, url: str) -> dict:
 def test_same_settings_as_requests(monkeypatch):
     cached = EnvironmentCachedSession()
     plain = requests.Session()
-    # Every case runs twice on one session, so the second answer comes from the
-    # cache, and each case follows another one, so a stale entry would show.
+    # Every case runs twice on one session, so the second result comes from the
+    # cache. Each case follows another one, so a stale entry would show.
     for environment in ENVIRONMENTS * 2:
         with monkeypatch.context() as patch:
             for name, value in environment.items():

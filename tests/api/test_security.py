@@ -279,7 +279,7 @@ def test_header_repr_masks_key_but_sends_it(canary_fake):
 
 
 def test_https_client_on_local_server(local_server):  # noqa: F811
-    # The local server serves plain HTTP and never answers a TLS ClientHello.
+    # The local server serves plain HTTP and never replies to a TLS ClientHello.
     https_url = local_server.url.replace("http://", "https://")
     with Connection(
         host=https_url, api_key=local_server.api_key, max_retries=0, connect_timeout=1

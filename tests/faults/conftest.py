@@ -89,7 +89,7 @@ class SecretScan:
         return found
 
     def files(self) -> Iterator[Path]:
-        # Queued job-ledger writes land first, so the scan sees them.
+        # Queued job-ledger writes land first, so the scan reads them too.
         if "cocalc_magics.jobs" in sys.modules:
             from cocalc_magics.jobs.ledger import flush_pending_writes
 

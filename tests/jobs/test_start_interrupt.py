@@ -1,7 +1,7 @@
 """Ctrl-C while the start request of a job is on the wire: the job id is not lost.
 
 The start reply is delayed by a fake server (a real socket), because the local
-server answers a start at once. The job layer runs in a child process, which the
+server replies to a start at once. The job layer runs in a child process, which the
 test interrupts with a real SIGINT while that process waits for the reply.
 """
 

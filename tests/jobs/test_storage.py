@@ -20,7 +20,7 @@ from cocalc_magics.jobs.storage import BackgroundWriter, Statement
 from tests.support.local_server import wait_until
 
 SITE = "https://cocalc.example"
-# Long enough that nothing is written unless a flush asks for it.
+# Long enough that nothing is written unless a flush requests it.
 NEVER_S = 60.0
 
 

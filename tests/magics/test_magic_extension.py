@@ -193,7 +193,7 @@ def test_prompt_key_without_stdin_is_usage_error():
 
     manager, client = start_new_kernel(kernel_name="python3")
     try:
-        # Like nbconvert and papermill, this client does not answer input requests.
+        # Like nbconvert and papermill, this client does not reply to input requests.
         reply = client.execute_interactive(
             "%load_ext cocalc_magics\n"
             "%cocalc connect --host http://127.0.0.1:9 --prompt-key",

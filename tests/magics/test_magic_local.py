@@ -167,13 +167,13 @@ class TestExec:
 
         job = outcome.error_in_exec.job
         # The job's summary line, then the two lines shown for the exception.
-        shown = captured.stdout.splitlines()
+        output_lines = captured.stdout.splitlines()
         assert isinstance(outcome.error_in_exec, JobInterrupted)
         assert "Traceback" not in captured.stdout
-        assert len(shown) == 3, captured.stdout
-        assert "JobInterrupted" in shown[1]
-        assert f"job {job.job_id} (status: killed)" in shown[1]
-        assert f"%cocalc job {job.short_id}" in shown[2]
+        assert len(output_lines) == 3, captured.stdout
+        assert "JobInterrupted" in output_lines[1]
+        assert f"job {job.job_id} (status: killed)" in output_lines[1]
+        assert f"%cocalc job {job.short_id}" in output_lines[2]
 
     def test_detach_leaves_job_running(self, shell, on_local_server, magics):
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
@@ -188,10 +188,10 @@ class TestExec:
 
         result = shell.user_ns["_cocalc"]
         assert f"Detached: job {result.job_id}" in captured.stderr
-        shown = caught.value._render_traceback_()
-        assert len(shown) == 2
-        assert "keeps running" in shown[0]
-        assert f"%cocalc job {result.job_id[:8]} --kill" in shown[1]
+        error_lines = caught.value._render_traceback_()
+        assert len(error_lines) == 2
+        assert "keeps running" in error_lines[0]
+        assert f"%cocalc job {result.job_id[:8]} --kill" in error_lines[1]
         connection = magics.session.connection
         assert connection.async_get(result.job_id).running
 
