@@ -1,4 +1,4 @@
-"""SQLite connections of the job ledger, and the thread that writes it in the background.
+"""SQLite connections of the job ledger, and its background writer thread.
 
 Each thread keeps one open connection to the ledger file it used last, because
 opening one costs about a millisecond and every command writes the ledger.
